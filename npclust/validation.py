@@ -1,0 +1,139 @@
+"""Input checks shared by the estimators and the command line.
+
+Every check raises a ``ValueError`` or ``TypeError`` whose message names the
+argument and what is wrong with it, so a user never has to read a NumPy traceback
+from deep inside a training loop.
+"""
+
+import numbers
+
+import numpy as np
+
+__all__ = ["NotFittedError", "check_array", "check_positive", "check_integer", "check_option"]
+
+# Finiteness is checked in row chunks so a large (possibly memory-mapped) input
+# never needs a full-size boolean temporary.
+_CHECK_CHUNK_ELEMENTS = 1 << 22
+
+
+class NotFittedError(ValueError, AttributeError):
+    """Raised when an estimator is used before ``fit``.
+
+    Subclasses both ``ValueError`` and ``AttributeError``, like scikit-learn's, so
+    ``hasattr``-style probing and ``except ValueError`` both behave.
+    """
+
+
+def check_array(X, name="X", dtype=np.float32, min_samples=1, n_features=None):
+    """Validate a 2-D numeric data matrix and return it as ``dtype``.
+
+    Parameters
+    ----------
+    X : array_like of shape (n_samples, n_features)
+        Lists, NumPy arrays, memory maps and objects with ``__array__`` (pandas)
+        are accepted. Integer, boolean and float16 input is converted.
+    name : str
+        Used in error messages.
+    dtype : numpy dtype, default=np.float32
+    min_samples : int, default=1
+    n_features : int or None
+        If given, the number of columns the data must have (e.g. the number seen
+        in ``fit``).
+
+    Returns
+    -------
+    ndarray of shape (n_samples, n_features) and dtype ``dtype``
+        ``X`` itself (no copy) when it already has the right dtype, which keeps a
+        read-only memory map a memory map.
+
+    Raises
+    ------
+    TypeError
+        Sparse matrices, complex, string or object data.
+    ValueError
+        Wrong number of dimensions, too few samples, zero features, a feature
+        count other than ``n_features``, NaN or infinity.
+    """
+    if hasattr(X, "tocsr") or hasattr(X, "toarray"):
+        raise TypeError(
+            f"{name} is a sparse matrix; npclust needs dense data, "
+            f"convert it with {name}.toarray() if it fits in memory"
+        )
+    if not isinstance(X, np.ndarray):
+        try:
+            X = np.asarray(X)
+        except (ValueError, TypeError) as error:
+            raise ValueError(f"{name} could not be converted to a numeric array: {error}") from None
+    if X.dtype.kind == "c":
+        raise TypeError(f"{name} has complex dtype {X.dtype}; npclust needs real numbers")
+    if X.dtype.kind not in "biuf":
+        raise TypeError(
+            f"{name} has non-numeric dtype {X.dtype}; npclust needs a numeric array "
+            "(strings and Python objects are not converted)"
+        )
+    if X.ndim != 2:
+        hint = " (reshape a single sample with X.reshape(1, -1))" if X.ndim == 1 else ""
+        raise ValueError(
+            f"{name} must be 2-D of shape (n_samples, n_features), got {X.ndim}-D "
+            f"array of shape {X.shape}{hint}"
+        )
+    n_samples, n_columns = X.shape
+    if n_samples < min_samples:
+        raise ValueError(f"{name} has {n_samples} sample(s); at least {min_samples} needed")
+    if n_columns == 0:
+        raise ValueError(f"{name} has 0 features; at least 1 is needed")
+    if n_features is not None and n_columns != n_features:
+        raise ValueError(
+            f"{name} has {n_columns} features, but the estimator was fitted with "
+            f"{n_features} features"
+        )
+    if X.dtype != dtype:
+        X = X.astype(dtype)
+    _check_finite(X, name)
+    return X
+
+
+def _check_finite(X, name):
+    rows_per_chunk = max(1, _CHECK_CHUNK_ELEMENTS // X.shape[1])
+    for start in range(0, X.shape[0], rows_per_chunk):
+        chunk = X[start:start + rows_per_chunk]
+        if not np.isfinite(chunk).all():
+            bad = np.argwhere(~np.isfinite(chunk))[0]
+            row, column = start + bad[0], bad[1]
+            raise ValueError(
+                f"{name} contains NaN or infinity (first at row {row}, column {column}: "
+                f"{X[row, column]})"
+            )
+
+
+def check_integer(value, name, minimum=None, maximum=None):
+    """Return ``value`` as an int, or raise naming ``name`` and the allowed range."""
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral):
+        raise TypeError(f"{name} must be an integer, got {value!r}")
+    value = int(value)
+    if (minimum is not None and value < minimum) or (maximum is not None and value > maximum):
+        bounds = (
+            f">= {minimum}" if maximum is None
+            else f"<= {maximum}" if minimum is None
+            else f"in [{minimum}, {maximum}]"
+        )
+        raise ValueError(f"{name} must be {bounds}, got {value}")
+    return value
+
+
+def check_positive(value, name, allow_zero=False):
+    """Return ``value`` as a float, or raise if it is not a finite positive number."""
+    if isinstance(value, bool) or not isinstance(value, numbers.Real):
+        raise TypeError(f"{name} must be a real number, got {value!r}")
+    value = float(value)
+    if not np.isfinite(value) or value < 0 or (value == 0 and not allow_zero):
+        requirement = "non-negative" if allow_zero else "positive"
+        raise ValueError(f"{name} must be a finite {requirement} number, got {value}")
+    return value
+
+
+def check_option(value, name, options):
+    """Return ``value`` if it is one of ``options``, else raise listing the valid ones."""
+    if value not in options:
+        raise ValueError(f"unknown {name} {value!r}; valid values are {sorted(options)}")
+    return value
