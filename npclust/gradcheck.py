@@ -21,6 +21,8 @@ from typing import NamedTuple
 
 import numpy as np
 
+from .random import check_random_state
+
 __all__ = [
     "GradcheckResult",
     "numerical_gradient",
@@ -82,7 +84,7 @@ def _probed_indices(size, indices, n_probes, rng):
             raise ValueError(f"n_probes must be a positive integer, got {n_probes!r}")
         if n_probes >= size:
             return np.arange(size)
-        return np.sort(np.random.default_rng(rng).choice(size, size=n_probes, replace=False))
+        return np.sort(check_random_state(rng).choice(size, size=n_probes, replace=False))
     return np.arange(size)
 
 
@@ -260,7 +262,7 @@ def check_function(
     names = [f"arg{position}" for position in wrt] if names is None else list(names)
     if len(names) != len(wrt):
         raise ValueError(f"got {len(names)} names for {len(wrt)} gradients")
-    rng = np.random.default_rng(rng)
+    rng = check_random_state(rng)
 
     def value_only(_):
         # The perturbed array is one of ``inputs`` itself, so a fresh call sees it.
@@ -312,7 +314,8 @@ def check_module(module, x, eps=1e-6, rtol=1e-4, atol=1e-7, n_probes=None, rng=N
     Returns
     -------
     list of GradcheckResult
-        ``"input"`` first, then each parameter under its ``named_parameters`` name.
+        ``"input"`` first, then each parameter under its ``named_parameters`` name
+        (parameters with ``requires_grad=False`` are skipped).
 
     Notes
     -----
@@ -321,10 +324,13 @@ def check_module(module, x, eps=1e-6, rtol=1e-4, atol=1e-7, n_probes=None, rng=N
     parameters' ``.grad`` hold the analytic gradient for ``dy`` afterwards.
     """
     _require_float64(x, "input x")
-    named_parameters = module.named_parameters()
+    # A frozen parameter (requires_grad=False) gets no gradient by design: nothing to check.
+    named_parameters = [
+        (name, parameter) for name, parameter in module.named_parameters() if parameter.requires_grad
+    ]
     for name, parameter in named_parameters:
         _require_float64(parameter.data, f"parameter {name!r}")
-    rng = np.random.default_rng(0 if rng is None else rng)
+    rng = check_random_state(0 if rng is None else rng)
     saved_buffers = [(buffer, np.array(buffer, copy=True)) for _, buffer in module.named_buffers()]
     try:
         module.zero_grad()
