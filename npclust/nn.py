@@ -619,12 +619,18 @@ class BatchNorm1d(Module):
         cumulative average over all batches seen (PyTorch's ``momentum=None``).
     affine : bool, default=True
         Learn a per-feature scale ``weight`` (init 1) and shift ``bias`` (init 0).
+    track_running_stats : bool, default=True
+        Update the running estimates in training mode. Switching it off for a
+        forward pass normalises with the batch statistics without touching the
+        running estimates, which is what passes on perturbed copies of the data
+        (VAT) need. The buffers exist either way.
     dtype : numpy dtype, default=np.float32
     """
 
     _buffer_names = ("running_mean", "running_var", "num_batches_tracked")
 
-    def __init__(self, num_features, eps=1e-5, momentum=0.1, affine=True, dtype=np.float32):
+    def __init__(self, num_features, eps=1e-5, momentum=0.1, affine=True,
+                 track_running_stats=True, dtype=np.float32):
         super().__init__()
         if isinstance(num_features, bool) or not isinstance(num_features, (int, np.integer)) \
                 or num_features < 1:
@@ -635,6 +641,7 @@ class BatchNorm1d(Module):
             raise ValueError(f"eps must be positive, got {eps!r}")
         self.num_features, self.eps, self.momentum = int(num_features), float(eps), momentum
         self.affine = affine
+        self.track_running_stats = track_running_stats
         self.dtype = np.dtype(dtype)
         self.weight = Parameter(np.ones(self.num_features, dtype=self.dtype)) if affine else None
         self.bias = Parameter(np.zeros(self.num_features, dtype=self.dtype)) if affine else None
@@ -656,7 +663,8 @@ class BatchNorm1d(Module):
             mean = x.mean(axis=0)
             centered = x - mean
             variance = np.mean(centered * centered, axis=0)
-            self._update_running_statistics(mean, variance, n_samples)
+            if self.track_running_stats:
+                self._update_running_statistics(mean, variance, n_samples)
         else:
             centered = x - self.running_mean
             variance = self.running_var

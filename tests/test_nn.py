@@ -104,6 +104,18 @@ def test_batchnorm_running_statistics_follow_pytorch_rule():
     )
 
 
+def test_batchnorm_without_tracking_leaves_running_statistics():
+    rng = np.random.default_rng(3)
+    bn = _float64(nn.BatchNorm1d(3))
+    bn.track_running_stats = False
+    x = rng.normal(5.0, 2.0, size=(6, 3))
+    y = bn(x)
+    np.testing.assert_array_equal(bn.running_mean, 0.0)
+    np.testing.assert_array_equal(bn.running_var, 1.0)
+    assert int(bn.num_batches_tracked) == 0
+    np.testing.assert_allclose(y, (x - x.mean(0)) / np.sqrt(x.var(0) + bn.eps), rtol=1e-12)
+
+
 def test_batchnorm_normalises_with_biased_variance_and_rejects_single_row():
     x = np.array([[1.0, 2.0], [3.0, 6.0]])
     bn = _float64(nn.BatchNorm1d(2, eps=0.0 + 1e-12))

@@ -1,0 +1,250 @@
+"""What every npclust clustering estimator shares: the scikit-learn contract and the training loop.
+
+The contract (without importing scikit-learn): ``__init__`` only stores its
+arguments; ``fit(X, y=None)`` validates, seeds, trains and sets trailing-underscore
+attributes, then returns ``self``; ``predict``, ``predict_proba``, ``fit_predict``,
+``transform``; ``get_params`` / ``set_params``.
+"""
+
+import inspect
+import logging
+import time
+
+import numpy as np
+
+from ..metrics import adjusted_rand_score, clustering_accuracy, normalized_mutual_info_score
+from ..validation import NotFittedError, check_array
+
+__all__ = ["ClusteringEstimator", "TrainingLog"]
+
+logger = logging.getLogger("npclust")
+
+# Rows per chunk in predict/transform: bounds the activations held at once
+# (e.g. 4096 x 1200 float32 = 20 MB per hidden layer) whatever the input size.
+PREDICT_CHUNK_ROWS = 4096
+
+
+class ClusteringEstimator:
+    """Base class of DEC, IDEC and IMSAT.
+
+    Subclasses implement ``_fit(X, y, rng)`` (train and set the fitted attributes),
+    ``_soft_assignment(X_chunk)`` (rows sum to 1) and ``_embed(X_chunk)``.
+    """
+
+    _estimator_type = "clusterer"
+
+    # --------------------------------------------------------------- parameters
+    @classmethod
+    def _get_param_names(cls):
+        signature = inspect.signature(cls.__init__)
+        return sorted(
+            name for name, parameter in signature.parameters.items()
+            if name != "self" and parameter.kind == parameter.POSITIONAL_OR_KEYWORD
+        )
+
+    def get_params(self, deep=True):
+        """Parameters of this estimator, as passed to ``__init__``.
+
+        Parameters
+        ----------
+        deep : bool, default=True
+            Accepted for scikit-learn compatibility; npclust estimators have no
+            nested estimators.
+
+        Returns
+        -------
+        dict of str to object
+        """
+        return {name: getattr(self, name) for name in self._get_param_names()}
+
+    def set_params(self, **params):
+        """Set parameters (validated at the next ``fit``). Returns self."""
+        valid = self._get_param_names()
+        for name, value in params.items():
+            if name not in valid:
+                raise ValueError(
+                    f"invalid parameter {name!r} for {type(self).__name__}; "
+                    f"valid parameters are {valid}"
+                )
+            setattr(self, name, value)
+        return self
+
+    def __repr__(self):
+        defaults = {
+            name: parameter.default
+            for name, parameter in inspect.signature(type(self).__init__).parameters.items()
+        }
+        changed = [
+            f"{name}={value!r}" for name, value in self.get_params().items()
+            if not _same_value(value, defaults.get(name, inspect.Parameter.empty))
+        ]
+        return f"{type(self).__name__}({', '.join(changed)})"
+
+    # ------------------------------------------------------------------ fitting
+    def fit(self, X, y=None):
+        """Fit the model to ``X``.
+
+        Parameters
+        ----------
+        X : array_like of shape (n_samples, n_features)
+        y : array_like of shape (n_samples,), optional
+            Ground-truth labels, used only to report ACC/NMI in ``history_`` while
+            training. They never influence the fit.
+
+        Returns
+        -------
+        self
+        """
+        from ..random import check_random_state
+
+        X = check_array(X, dtype=self._dtype(), min_samples=2)
+        if y is not None:
+            y = np.asarray(y)
+            if y.shape != (X.shape[0],):
+                raise ValueError(f"y must have shape ({X.shape[0]},), got {y.shape}")
+        self._validate_params(X)
+        self._fit(X, y, check_random_state(self.random_state))
+        self.n_features_in_ = X.shape[1]
+        return self
+
+    def fit_predict(self, X, y=None):
+        """Fit and return ``labels_``."""
+        return self.fit(X, y).labels_
+
+    def _dtype(self):
+        dtype = np.dtype(getattr(self, "dtype", "float32"))
+        if dtype not in (np.float32, np.float64):
+            raise ValueError(f"dtype must be 'float32' or 'float64', got {dtype}")
+        return dtype
+
+    # --------------------------------------------------------------- inference
+    def _check_fitted_input(self, X):
+        if not hasattr(self, "n_features_in_"):
+            raise NotFittedError(
+                f"this {type(self).__name__} instance is not fitted yet; call fit first"
+            )
+        return check_array(X, dtype=self._dtype(), n_features=self.n_features_in_)
+
+    def _map_chunks(self, function, X):
+        X = self._check_fitted_input(X)
+        return np.concatenate(
+            [function(X[start:start + PREDICT_CHUNK_ROWS])
+             for start in range(0, X.shape[0], PREDICT_CHUNK_ROWS)]
+        )
+
+    def predict_proba(self, X):
+        """Soft cluster assignments.
+
+        Returns
+        -------
+        ndarray of shape (n_samples, n_clusters)
+            Non-negative rows summing to 1.
+        """
+        return self._map_chunks(self._soft_assignment, X)
+
+    def predict(self, X):
+        """Cluster index of each sample (the most probable cluster).
+
+        Returns
+        -------
+        ndarray of shape (n_samples,) of int64
+        """
+        return self._map_chunks(lambda chunk: self._soft_assignment(chunk).argmax(axis=1), X)
+
+    def transform(self, X):
+        """The learned representation of each sample (see the estimator's docstring)."""
+        return self._map_chunks(self._embed, X)
+
+    # ---------------------------------------------------------------- saving
+    def save(self, path):
+        """Save the fitted estimator to ``path`` (``.npz``, no pickle); see :func:`npclust.load`."""
+        from ..io import save_estimator
+
+        save_estimator(self, path)
+
+
+class TrainingLog:
+    """Per-epoch history and optional progress lines with elapsed and remaining time.
+
+    Parameters
+    ----------
+    total_epochs : int
+    verbose : int
+        0 prints nothing; 1 prints one line per epoch. Lines also go to the
+        ``npclust`` logger at INFO level.
+    y : ndarray or None
+        Ground-truth labels for monitoring only (ACC/NMI/ARI in the history).
+    stage : str
+        Label for the lines, e.g. ``"pretrain"``.
+    """
+
+    def __init__(self, total_epochs, verbose=0, y=None, stage="train"):
+        self.total_epochs, self.verbose, self.y, self.stage = total_epochs, verbose, y, stage
+        self.records = []
+        self._start = time.perf_counter()
+
+    def record(self, epoch, labels=None, **values):
+        """Store one epoch's values (and label scores when y is known); print if verbose."""
+        entry = {"stage": self.stage, "epoch": epoch}
+        entry.update({name: float(value) for name, value in values.items()})
+        if self.y is not None and labels is not None:
+            entry["acc"] = clustering_accuracy(self.y, labels)
+            entry["nmi"] = normalized_mutual_info_score(self.y, labels)
+            entry["ari"] = adjusted_rand_score(self.y, labels)
+        elapsed = time.perf_counter() - self._start
+        entry["elapsed"] = elapsed
+        self.records.append(entry)
+        remaining = elapsed / epoch * (self.total_epochs - epoch) if epoch else 0.0
+        shown = "  ".join(
+            f"{name} {value:.4f}" for name, value in entry.items()
+            if name not in ("stage", "epoch", "elapsed")
+        )
+        line = (
+            f"[{self.stage}] epoch {epoch}/{self.total_epochs}  {shown}  "
+            f"elapsed {elapsed:.1f}s  remaining {remaining:.1f}s"
+        )
+        logger.info(line)
+        if self.verbose:
+            print(line, flush=True)
+
+
+def check_finite_loss(value, what, restore):
+    """Stop training on a NaN or infinite loss, after restoring the last good weights.
+
+    Parameters
+    ----------
+    value : float
+    what : str
+        Which loss, for the message.
+    restore : callable
+        Puts the last good weights back before the error propagates.
+    """
+    if not np.isfinite(value):
+        restore()
+        raise FloatingPointError(
+            f"{what} became {value} during training; the weights from the last "
+            "completed epoch were restored. Try a smaller learning rate or check "
+            "the input scale."
+        )
+
+
+def minibatches(n_samples, batch_size, rng):
+    """Shuffled index batches covering every sample once (the last may be smaller).
+
+    Indices within a batch are sorted so gathering rows from a memory-mapped
+    array reads the file forward.
+    """
+    order = rng.permutation(n_samples)
+    # A final batch of one row cannot be batch-normalised; fold it into the previous one.
+    stops = list(range(batch_size, n_samples, batch_size))
+    if stops and n_samples - stops[-1] < 2:
+        stops.pop()
+    for batch in np.split(order, stops):
+        yield np.sort(batch)
+
+
+def _same_value(a, b):
+    try:
+        return bool(a == b) and type(a) is type(b)
+    except (ValueError, TypeError):
+        return a is b
