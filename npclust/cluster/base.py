@@ -15,7 +15,7 @@ import numpy as np
 from ..metrics import adjusted_rand_score, clustering_accuracy, normalized_mutual_info_score
 from ..validation import NotFittedError, check_array
 
-__all__ = ["ClusteringEstimator", "TrainingLog"]
+__all__ = ["ClusteringEstimator", "TrainingLog", "in_chunks", "minibatches", "check_finite_loss"]
 
 logger = logging.getLogger("npclust")
 
@@ -126,11 +126,7 @@ class ClusteringEstimator:
         return check_array(X, dtype=self._dtype(), n_features=self.n_features_in_)
 
     def _map_chunks(self, function, X):
-        X = self._check_fitted_input(X)
-        return np.concatenate(
-            [function(X[start:start + PREDICT_CHUNK_ROWS])
-             for start in range(0, X.shape[0], PREDICT_CHUNK_ROWS)]
-        )
+        return in_chunks(function, self._check_fitted_input(X))
 
     def predict_proba(self, X):
         """Soft cluster assignments.
@@ -161,6 +157,14 @@ class ClusteringEstimator:
         from ..io import save_estimator
 
         save_estimator(self, path)
+
+
+def in_chunks(function, X):
+    """``function`` applied to bounded-size row chunks of ``X``, results concatenated."""
+    return np.concatenate([
+        function(X[start:start + PREDICT_CHUNK_ROWS])
+        for start in range(0, X.shape[0], PREDICT_CHUNK_ROWS)
+    ])
 
 
 class TrainingLog:

@@ -7,7 +7,7 @@ from ..functional import log_softmax, log_softmax_backward, softmax
 from ..losses import kl_div, mutual_information
 from ..optim import Adam
 from ..validation import check_integer, check_positive
-from .base import ClusteringEstimator, TrainingLog, check_finite_loss, minibatches
+from .base import ClusteringEstimator, in_chunks, TrainingLog, check_finite_loss, minibatches
 
 __all__ = ["IMSAT"]
 
@@ -77,6 +77,10 @@ class IMSAT(ClusteringEstimator):
     ``transform`` returns the logits, of shape (n_samples, n_clusters).
     """
 
+    _fitted_modules = ("network_",)
+    _fitted_arrays = ("labels_", "vat_radius_")
+    _fitted_scalars = ("n_features_in_", "n_iter_", "objective_")
+
     def __init__(self, n_clusters=10, hidden_dims=(1200, 1200), mu=4.0, lam=0.1, vat=True,
                  xi=10.0, eps_scale=0.25, n_neighbors=10, epochs=50, batch_size=250, lr=2e-3,
                  n_init=1, dtype="float32", random_state=None, verbose=0):
@@ -138,13 +142,7 @@ class IMSAT(ClusteringEstimator):
             if best is None or objective < best[0]:
                 best = (objective, network, history, epochs_run)
         self.objective_, self.network_, self.history_, self.n_iter_ = best
-        self.labels_ = self.predict_from_network(X)
-
-    def predict_from_network(self, X):
-        return np.concatenate([
-            self._logits(X[start:start + 4096]).argmax(axis=1)
-            for start in range(0, X.shape[0], 4096)
-        ])
+        self.labels_ = _logits_of(self.network_, X).argmax(axis=1)
 
     def _train_once(self, X, y, rng, restart):
         network = self._build_network(X.shape[1], rng)
@@ -161,7 +159,7 @@ class IMSAT(ClusteringEstimator):
             for value, name in zip(totals, ("loss", "mutual information", "VAT")):
                 check_finite_loss(value, f"IMSAT {name}", lambda: network.load_state_dict(last_good))
             last_good = network.state_dict()
-            labels = self._labels(network, X) if y is not None else None
+            labels = _logits_of(network, X).argmax(axis=1) if y is not None else None
             log.record(epoch, labels=labels, loss=totals[0], conditional_minus_mu_marginal=totals[1],
                        vat=totals[2])
         return network, log.records, self.epochs
@@ -209,16 +207,12 @@ class IMSAT(ClusteringEstimator):
         return vat_loss
 
     # --------------------------------------------------------------- inference
-    def _logits_with(self, network, X):
-        network.eval()
-        return np.concatenate([network(X[start:start + 4096]) for start in range(0, X.shape[0], 4096)])
-
-    def _labels(self, network, X):
-        return self._logits_with(network, X).argmax(axis=1)
-
     def _objective(self, network, X):
-        value, _ = mutual_information(self._logits_with(network, X), mu=self.mu)
+        value, _ = mutual_information(_logits_of(network, X), mu=self.mu)
         return value
+
+    def _untrained_modules(self, n_features):
+        return {"network_": self._build_network(n_features, rng=0)}
 
     def _logits(self, X_chunk):
         self.network_.eval()
@@ -229,6 +223,12 @@ class IMSAT(ClusteringEstimator):
 
     def _embed(self, X_chunk):
         return self._logits(X_chunk)
+
+
+def _logits_of(network, X):
+    """Evaluation-mode logits of ``X``, computed in bounded-size chunks."""
+    network.eval()
+    return in_chunks(network, X)
 
 
 def _track_running_stats(network, track):

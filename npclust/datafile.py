@@ -1,0 +1,128 @@
+"""Reading data matrices from ``.npy``, ``.npz`` and ``.csv`` files, and writing labels.
+
+Used by the ``npclust`` command. Every problem with a file becomes a
+:class:`DataFileError` whose message names the file and, for CSV, the line and
+column, so the command can print one line instead of a traceback.
+"""
+
+import csv
+import zipfile
+from pathlib import Path
+
+import numpy as np
+
+from .io import atomic_write
+from .validation import check_array
+
+__all__ = ["DataFileError", "read_matrix", "write_labels"]
+
+SUPPORTED_SUFFIXES = (".npy", ".npz", ".csv")
+
+
+class DataFileError(ValueError):
+    """A data file that cannot be read as a numeric matrix."""
+
+
+def read_matrix(path, dtype=np.float32, mmap=True):
+    """Read a 2-D numeric matrix from ``path``.
+
+    Parameters
+    ----------
+    path : str or os.PathLike
+        ``.npy`` (memory-mapped read-only when ``mmap``, so large files are not
+        loaded whole), ``.npz`` (the array named ``X``, or the only array), or
+        ``.csv`` (comma separated, one sample per line; a first line that is not
+        numeric is taken as a header).
+    dtype : numpy dtype, default=np.float32
+    mmap : bool, default=True
+
+    Returns
+    -------
+    ndarray of shape (n_samples, n_features)
+
+    Raises
+    ------
+    DataFileError
+        Missing or unreadable file, unsupported extension, pickled content,
+        ragged rows, non-numeric cells, NaN or infinity, wrong number of dimensions.
+    """
+    path = Path(path)
+    suffix = path.suffix.lower()
+    if suffix not in SUPPORTED_SUFFIXES:
+        raise DataFileError(
+            f"{path}: unsupported file type {suffix or '(none)'!r}; use one of {', '.join(SUPPORTED_SUFFIXES)}"
+        )
+    if not path.is_file():
+        raise DataFileError(f"{path}: no such file")
+    try:
+        if suffix == ".csv":
+            data = _read_csv(path)
+        elif suffix == ".npy":
+            data = np.load(path, mmap_mode="r" if mmap else None, allow_pickle=False)
+        else:
+            data = _read_npz(path)
+    except DataFileError:
+        raise
+    except (OSError, ValueError, EOFError, zipfile.BadZipFile) as error:
+        raise DataFileError(f"{path}: cannot read ({error})") from None
+    try:
+        return check_array(data, name=str(path), dtype=dtype)
+    except (TypeError, ValueError) as error:
+        raise DataFileError(str(error)) from None
+
+
+def _read_npz(path):
+    with np.load(path, allow_pickle=False) as archive:
+        names = archive.files
+        if "X" in names:
+            return archive["X"]
+        if len(names) == 1:
+            return archive[names[0]]
+        raise DataFileError(
+            f"{path}: holds arrays {names}; name the data array 'X' or store only one array"
+        )
+
+
+def _read_csv(path):
+    rows, width, first_data_line = [], None, None
+    with open(path, newline="", encoding="utf-8") as file:
+        for line_number, cells in enumerate(csv.reader(file), start=1):
+            if not cells or all(not cell.strip() for cell in cells):
+                continue
+            try:
+                values = [float(cell) for cell in cells]
+            except ValueError:
+                if first_data_line is None and not rows:
+                    first_data_line = line_number + 1  # a header line
+                    continue
+                column, cell = next(
+                    (index, cell) for index, cell in enumerate(cells, start=1) if not _is_number(cell)
+                )
+                raise DataFileError(
+                    f"{path}: line {line_number}, column {column}: {cell!r} is not a number"
+                ) from None
+            if width is None:
+                width = len(values)
+            elif len(values) != width:
+                raise DataFileError(
+                    f"{path}: line {line_number} has {len(values)} values, expected {width} "
+                    "like the first data line"
+                )
+            rows.append(values)
+    if not rows:
+        raise DataFileError(f"{path}: no data rows")
+    return np.array(rows)
+
+
+def _is_number(cell):
+    try:
+        float(cell)
+    except ValueError:
+        return False
+    return True
+
+
+def write_labels(path, labels):
+    """Write one integer label per line to ``path`` (CSV with a ``label`` header), atomically."""
+    text = "label\n" + "".join(f"{int(label)}\n" for label in labels)
+    atomic_write(path, lambda file: file.write(text.encode("utf-8")))

@@ -1,0 +1,129 @@
+"""Tests for npclust.neighbors.kth_neighbor_distance against scipy's cdist."""
+
+import numpy as np
+import pytest
+from scipy.spatial.distance import cdist
+
+from npclust.neighbors import kth_neighbor_distance
+
+
+def sorted_other_distances(X):
+    """Row i: distances from X[i] to every other row, ascending (float64 reference)."""
+    distances = cdist(X, X)
+    np.fill_diagonal(distances, np.inf)
+    return np.sort(distances, axis=1)[:, :-1]
+
+
+def data_with_duplicates_and_ties(n_samples, n_features, rng):
+    """Gaussian points, a block of exact duplicates, and integer grid points (ties)."""
+    X = rng.standard_normal((n_samples, n_features))
+    quarter = n_samples // 4
+    X[:quarter] = X[quarter:2 * quarter]
+    X[n_samples - quarter:] = rng.integers(0, 3, size=(quarter, n_features))
+    return X
+
+
+@pytest.mark.parametrize("n_samples, n_features", [(2, 1), (9, 2), (60, 3), (400, 7)])
+@pytest.mark.parametrize("chunk_size", [None, 1, 13])
+def test_float64_matches_cdist_for_every_k(n_samples, n_features, chunk_size):
+    rng = np.random.default_rng(n_samples)
+    X = data_with_duplicates_and_ties(n_samples, n_features, rng)
+    expected = sorted_other_distances(X)
+    reference = cdist(X, X)
+    ks = sorted({1, 2, n_samples // 3, n_samples // 2, n_samples - 1} & set(range(1, n_samples)))
+    for k in ks:
+        distances, indices = kth_neighbor_distance(
+            X, k, chunk_size=chunk_size, return_indices=True
+        )
+        assert distances.dtype == np.float64 and distances.shape == (n_samples,)
+        np.testing.assert_allclose(distances, expected[:, k - 1], rtol=0, atol=1e-9)
+        assert (indices != np.arange(n_samples)).all()
+        np.testing.assert_allclose(
+            reference[np.arange(n_samples), indices], distances, rtol=0, atol=1e-9
+        )
+
+
+def test_duplicates_are_neighbours_at_distance_zero_but_self_is_not():
+    X = np.array([[1.0, 2.0], [1.0, 2.0], [1.0, 2.0], [4.0, 6.0]])
+    np.testing.assert_array_equal(kth_neighbor_distance(X, 1), [0.0, 0.0, 0.0, 5.0])
+    np.testing.assert_array_equal(kth_neighbor_distance(X, 2), [0.0, 0.0, 0.0, 5.0])
+    np.testing.assert_array_equal(kth_neighbor_distance(X, 3), [5.0, 5.0, 5.0, 5.0])
+
+
+def test_large_offset_duplicates_are_exactly_zero():
+    # ||x||^2 - 2 x.y + ||y||^2 cancels catastrophically here; the direct recomputation
+    # of the selected neighbour's distance does not.
+    rng = np.random.default_rng(0)
+    X = 1e4 + rng.standard_normal((50, 8))
+    X[25:] = X[:25]
+    np.testing.assert_array_equal(kth_neighbor_distance(X, 1), np.zeros(50))
+    X32 = X.astype(np.float32)
+    np.testing.assert_array_equal(kth_neighbor_distance(X32, 1), np.zeros(50, np.float32))
+
+
+@pytest.mark.parametrize("k", [1, 10, 299])
+def test_float32_within_relative_tolerance(k):
+    rng = np.random.default_rng(1)
+    X = rng.random((300, 64))
+    expected = sorted_other_distances(X)[:, k - 1]
+    distances = kth_neighbor_distance(X.astype(np.float32), k, chunk_size=37)
+    assert distances.dtype == np.float32
+    np.testing.assert_allclose(distances, expected, rtol=1e-4)
+
+
+def test_grouped_selection_on_clustered_and_sorted_data():
+    # Rows sorted by cluster: the interleaved column groups must still hold the k
+    # nearest neighbours, which all sit in one contiguous stretch of columns.
+    rng = np.random.default_rng(2)
+    X = np.repeat(rng.standard_normal((5, 4)) * 50, 200, axis=0)
+    X += rng.standard_normal(X.shape)
+    expected = sorted_other_distances(X)
+    for k in (1, 5, 10, 40):
+        np.testing.assert_allclose(kth_neighbor_distance(X, k), expected[:, k - 1], atol=1e-9)
+
+
+def test_accepts_lists_and_integers_as_float32():
+    distances = kth_neighbor_distance([[0, 0], [3, 4], [6, 8]], 1)
+    assert distances.dtype == np.float32
+    np.testing.assert_array_equal(distances, [5.0, 5.0, 5.0])
+
+
+def test_input_is_not_modified():
+    rng = np.random.default_rng(3)
+    X = rng.standard_normal((30, 3))
+    copy = X.copy()
+    kth_neighbor_distance(X, 4, chunk_size=7)
+    np.testing.assert_array_equal(X, copy)
+
+
+@pytest.mark.parametrize("k", [0, -1, 5, 6])
+def test_k_out_of_range_names_k_and_n(k):
+    with pytest.raises(ValueError, match=r"k must be in \[1, n - 1\] = \[1, 4\].*n = 5"):
+        kth_neighbor_distance(np.zeros((5, 2)), k)
+
+
+def test_single_sample_has_no_neighbour():
+    with pytest.raises(ValueError, match=r"n = 1"):
+        kth_neighbor_distance(np.zeros((1, 2)), 1)
+
+
+@pytest.mark.parametrize("k", [1.0, 2.5, True, "3"])
+def test_non_integer_k_is_a_type_error(k):
+    with pytest.raises(TypeError, match="k must be an integer"):
+        kth_neighbor_distance(np.zeros((5, 2)), k)
+
+
+def test_bad_chunk_size():
+    with pytest.raises(ValueError, match="chunk_size"):
+        kth_neighbor_distance(np.zeros((5, 2)), 1, chunk_size=0)
+    with pytest.raises(TypeError, match="chunk_size"):
+        kth_neighbor_distance(np.zeros((5, 2)), 1, chunk_size=2.0)
+
+
+@pytest.mark.parametrize("X, message", [
+    (np.zeros(5), "2-D"),
+    (np.array([[0.0, np.nan], [1.0, 1.0]]), "NaN"),
+])
+def test_bad_input(X, message):
+    with pytest.raises(ValueError, match=message):
+        kth_neighbor_distance(X, 1)
