@@ -167,7 +167,7 @@ def check_gradient(
 
         |a - n| <= atol + rtol * |n|
 
-    and both a and n are finite. ``rtol=1e-4`` is three orders of magnitude looser
+    and both a and n are finite. ``rtol=1e-4`` is about six orders of magnitude looser
     than the float64 central-difference error (~1e-10 relative) and tighter than
     the relative size of a typical backward-pass bug (a missing factor, a
     transposed term, a dropped summand); ``atol=1e-7`` keeps coordinates whose true

@@ -27,9 +27,9 @@ _HEADER_KEY = "__npclust__"
 
 
 def _estimator_classes():
-    from .cluster import DEC, IDEC, IMSAT
+    from .cluster import DEC, IDEC, IMSAT, KMeans
 
-    return {cls.__name__: cls for cls in (DEC, IDEC, IMSAT)}
+    return {cls.__name__: cls for cls in (DEC, IDEC, IMSAT, KMeans)}
 
 
 def atomic_write(path, write):
@@ -114,6 +114,8 @@ def load(path):
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"no model file at {str(path)!r}")
+    if not zipfile.is_zipfile(path):
+        raise ValueError(f"{str(path)!r} is not an npclust model file (not an .npz archive)")
     try:
         with np.load(path, allow_pickle=False) as archive:
             contents = {name: archive[name] for name in archive.files}

@@ -1,5 +1,7 @@
-"""Deep clustering estimators with the scikit-learn interface."""
+"""Clustering estimators with the scikit-learn interface."""
 
+from .dec import DEC, IDEC
 from .imsat import IMSAT
+from .kmeans import KMeans
 
-__all__ = ["IMSAT"]
+__all__ = ["DEC", "IDEC", "IMSAT", "KMeans"]

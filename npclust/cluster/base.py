@@ -8,6 +8,7 @@ attributes, then returns ``self``; ``predict``, ``predict_proba``, ``fit_predict
 
 import inspect
 import logging
+import sys
 import time
 
 import numpy as np
@@ -174,7 +175,7 @@ class TrainingLog:
     ----------
     total_epochs : int
     verbose : int
-        0 prints nothing; 1 prints one line per epoch. Lines also go to the
+        0 prints nothing; 1 prints one line per epoch to stderr. Lines also go to the
         ``npclust`` logger at INFO level.
     y : ndarray or None
         Ground-truth labels for monitoring only (ACC/NMI/ARI in the history).
@@ -190,7 +191,8 @@ class TrainingLog:
     def record(self, epoch, labels=None, **values):
         """Store one epoch's values (and label scores when y is known); print if verbose."""
         entry = {"stage": self.stage, "epoch": epoch}
-        entry.update({name: float(value) for name, value in values.items()})
+        entry.update({name: int(value) if isinstance(value, (int, np.integer)) else float(value)
+                      for name, value in values.items()})
         if self.y is not None and labels is not None:
             entry["acc"] = clustering_accuracy(self.y, labels)
             entry["nmi"] = normalized_mutual_info_score(self.y, labels)
@@ -200,7 +202,8 @@ class TrainingLog:
         self.records.append(entry)
         remaining = elapsed / epoch * (self.total_epochs - epoch) if epoch else 0.0
         shown = "  ".join(
-            f"{name} {value:.4f}" for name, value in entry.items()
+            f"{name} {value}" if isinstance(value, int) else f"{name} {value:.4f}"
+            for name, value in entry.items()
             if name not in ("stage", "epoch", "elapsed")
         )
         line = (
@@ -209,7 +212,8 @@ class TrainingLog:
         )
         logger.info(line)
         if self.verbose:
-            print(line, flush=True)
+            # Progress goes to stderr so that labels written to stdout stay clean.
+            print(line, file=sys.stderr, flush=True)
 
 
 def check_finite_loss(value, what, restore):

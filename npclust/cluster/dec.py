@@ -6,13 +6,10 @@ from .. import nn
 from ..losses import dec_loss, mse, student_t_assignment, target_distribution
 from ..optim import Adam
 from ..validation import check_integer, check_positive
-from .base import ClusteringEstimator, TrainingLog, check_finite_loss, minibatches
+from .base import ClusteringEstimator, TrainingLog, check_finite_loss, in_chunks, minibatches
+from .kmeans import kmeans
 
 __all__ = ["DEC", "IDEC"]
-
-# Rows per forward pass when a whole data set is embedded (bounds the activations held).
-_CHUNK_ROWS = 4096
-
 
 class DEC(ClusteringEstimator):
     """Deep Embedded Clustering: an autoencoder's encoder refined by KL(P || Q) self-training.
@@ -107,10 +104,15 @@ class DEC(ClusteringEstimator):
     ...
     """
 
+    _fitted_modules = ("encoder_", "decoder_")
+    _fitted_arrays = ("labels_", "cluster_centers_")
+    _fitted_scalars = ("n_features_in_", "n_iter_", "objective_")
+
     def __init__(self, n_clusters=10, hidden_dims=(500, 500, 2000), latent_dim=10, alpha=1.0,
                  pretrain_epochs=30, pretrain_batch_size=64, pretrain_lr=1e-3, weight_decay=0.0,
-                 max_iter=300, update_interval=30, batch_size=256, lr=1e-4, tol=1e-3, n_init=1,
-                 kmeans_n_init=20, dtype="float32", random_state=None, verbose=0):
+                 corruption=0.2, max_iter=1500, update_interval=50, batch_size=256, lr=1e-3,
+                 tol=1e-3, n_init=1, kmeans_n_init=20, dtype="float32", random_state=None,
+                 verbose=0):
         self.n_clusters = n_clusters
         self.hidden_dims = hidden_dims
         self.latent_dim = latent_dim
@@ -119,6 +121,7 @@ class DEC(ClusteringEstimator):
         self.pretrain_batch_size = pretrain_batch_size
         self.pretrain_lr = pretrain_lr
         self.weight_decay = weight_decay
+        self.corruption = corruption
         self.max_iter = max_iter
         self.update_interval = update_interval
         self.batch_size = batch_size
@@ -153,6 +156,8 @@ class DEC(ClusteringEstimator):
         check_integer(self.pretrain_batch_size, "pretrain_batch_size", 2)
         check_positive(self.pretrain_lr, "pretrain_lr")
         check_positive(self.weight_decay, "weight_decay", allow_zero=True)
+        if not 0 <= self.corruption < 1:
+            raise ValueError(f"corruption must be in [0, 1), got {self.corruption!r}")
         check_integer(self.max_iter, "max_iter", 1)
         check_integer(self.update_interval, "update_interval", 1)
         check_integer(self.batch_size, "batch_size", 2)
@@ -206,11 +211,13 @@ class DEC(ClusteringEstimator):
         prefix = f"restart {restart + 1}/{self.n_init} " if self.n_init > 1 else ""
         encoder, decoder = self._build_networks(X.shape[1], rng)
         pretrain_history = self._pretrain(X, y, encoder, decoder, rng, prefix)
-        centers = self._initial_centers(self._encode(encoder, X), rng)
+        centers, initial_labels = self._initial_centers(self._encode(encoder, X), rng)
+        init_log = TrainingLog(1, self.verbose, y, stage=prefix + "kmeans init")
+        init_log.record(1, labels=initial_labels)
         n_iter, cluster_history = self._self_train(X, y, encoder, decoder, centers, rng, prefix)
         objective = self._objective(X, encoder, decoder, centers)
         return dict(encoder=encoder, decoder=decoder, centers=centers, objective=objective,
-                    n_iter=n_iter, history=pretrain_history + cluster_history)
+                    n_iter=n_iter, history=pretrain_history + init_log.records + cluster_history)
 
     def _pretrain(self, X, y, encoder, decoder, rng, prefix):
         """Train the autoencoder on the reconstruction error; returns the history."""
@@ -224,7 +231,8 @@ class DEC(ClusteringEstimator):
             for batch in minibatches(X.shape[0], self.pretrain_batch_size, rng):
                 optimizer.zero_grad()
                 x = X[batch]
-                reconstruction, dz = _reconstruction_backward(decoder, encoder(x), x)
+                reconstruction, dz = _reconstruction_backward(
+                    decoder, encoder(self._corrupt(x, rng)), x)
                 encoder.backward(dz, input_grad=False)
                 optimizer.step()
                 total += reconstruction
@@ -235,10 +243,23 @@ class DEC(ClusteringEstimator):
             log.record(epoch, reconstruction=total / n_batches)
         return log.records
 
+    def _corrupt(self, x, rng):
+        """Denoising input: each entry zeroed with probability ``corruption``.
+
+        Xie et al. pretrain DEC's autoencoder as a denoising one (20% dropout on the
+        input); the survivors are scaled by ``1 / (1 - corruption)`` as in dropout, so
+        the encoder sees inputs of the same expected magnitude at inference time.
+        """
+        if self.corruption == 0:
+            return x
+        keep = rng.random(x.shape) >= self.corruption
+        return x * keep / x.dtype.type(1.0 - self.corruption)
+
     def _initial_centers(self, z, rng):
-        """k-means centers of the latent codes, best inertia of ``kmeans_n_init`` runs."""
-        centers, _, _ = _kmeans(z, self.n_clusters, self.kmeans_n_init, rng)
-        return nn.Parameter(centers.astype(z.dtype))
+        """k-means on the latent codes, best inertia of ``kmeans_n_init`` runs: (centers, labels)."""
+        centers, labels, _, _ = kmeans(z.astype(np.float64), self.n_clusters, self.kmeans_n_init,
+                                       random_state=rng)
+        return nn.Parameter(centers.astype(z.dtype)), labels
 
     def _self_train(self, X, y, encoder, decoder, centers, rng, prefix):
         """Minimise (reconstruction +) weight * KL(P || Q); returns (iterations, history)."""
@@ -310,9 +331,11 @@ class DEC(ClusteringEstimator):
     @staticmethod
     def _encode(encoder, X):
         encoder.eval()
-        return np.concatenate([encoder(X[start:start + _CHUNK_ROWS])
-                               for start in range(0, X.shape[0], _CHUNK_ROWS)])
+        return in_chunks(encoder, X)
 
+    def _untrained_modules(self, n_features):
+        encoder, decoder = self._build_networks(n_features, rng=0)
+        return {"encoder_": encoder, "decoder_": decoder}
 
     def _embed(self, X_chunk):
         self.encoder_.eval()
@@ -330,16 +353,16 @@ class IDEC(DEC):
 
     def __init__(self, n_clusters=10, hidden_dims=(500, 500, 2000), latent_dim=10, alpha=1.0,
                  gamma=0.1, pretrain_epochs=30, pretrain_batch_size=64, pretrain_lr=1e-3,
-                 weight_decay=0.0, max_iter=300, update_interval=30, batch_size=256, lr=1e-4,
-                 tol=1e-3, n_init=1, kmeans_n_init=20, dtype="float32", random_state=None,
-                 verbose=0):
+                 weight_decay=0.0, corruption=0.2, max_iter=1500, update_interval=50,
+                 batch_size=256, lr=1e-3, tol=1e-3, n_init=1, kmeans_n_init=20, dtype="float32",
+                 random_state=None, verbose=0):
         super().__init__(
             n_clusters=n_clusters, hidden_dims=hidden_dims, latent_dim=latent_dim, alpha=alpha,
             pretrain_epochs=pretrain_epochs, pretrain_batch_size=pretrain_batch_size,
-            pretrain_lr=pretrain_lr, weight_decay=weight_decay, max_iter=max_iter,
-            update_interval=update_interval, batch_size=batch_size, lr=lr, tol=tol,
-            n_init=n_init, kmeans_n_init=kmeans_n_init, dtype=dtype, random_state=random_state,
-            verbose=verbose)
+            pretrain_lr=pretrain_lr, weight_decay=weight_decay, corruption=corruption,
+            max_iter=max_iter, update_interval=update_interval, batch_size=batch_size, lr=lr,
+            tol=tol, n_init=n_init, kmeans_n_init=kmeans_n_init, dtype=dtype,
+            random_state=random_state, verbose=verbose)
         self.gamma = gamma
 
     def _clustering_weight(self):
@@ -351,26 +374,6 @@ class IDEC(DEC):
 
 
 # ------------------------------------------------------------------- helpers
-
-
-def _kmeans(Z, n_clusters, n_init, rng):
-    """k-means++ seeded Lloyd iterations, best inertia of ``n_init`` runs: (centers, labels, inertia)."""
-    try:
-        from ..kmeans import kmeans
-    except ImportError:
-        kmeans = None
-    if kmeans is not None:
-        return kmeans(Z, n_clusters, n_init=n_init, random_state=rng)
-    from scipy.cluster.vq import kmeans2
-
-    Z64 = Z.astype(np.float64)
-    best = None
-    for _ in range(n_init):
-        centers, labels = kmeans2(Z64, n_clusters, iter=100, minit="++", seed=rng)
-        inertia = float(np.sum((Z64 - centers[labels]) ** 2))
-        if best is None or inertia < best[2]:
-            best = (centers, labels, inertia)
-    return best
 
 
 def _batch_stream(n_samples, batch_size, rng):

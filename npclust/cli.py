@@ -1,0 +1,207 @@
+"""The ``npclust`` command: ``demo``, ``fit``, ``predict`` and ``gradcheck``.
+
+Exit status: 0 on success, 1 when a check fails or training diverges, 2 for bad
+input (unreadable or malformed files, invalid options). Errors are one line on
+stderr, never a traceback.
+"""
+
+import argparse
+import ast
+import sys
+import time
+
+import numpy as np
+
+__all__ = ["main"]
+
+METHODS = ("imsat", "dec", "idec", "kmeans")
+
+
+class CommandError(Exception):
+    """A problem with the command's input, reported as one line with exit status 2."""
+
+
+def _estimator_class(method):
+    from . import cluster
+
+    return {"imsat": cluster.IMSAT, "dec": cluster.DEC, "idec": cluster.IDEC,
+            "kmeans": cluster.KMeans}[method]
+
+
+def _parse_settings(pairs):
+    """``["lr=1e-3", "hidden_dims=(500, 500)"]`` as a dict of Python literals."""
+    settings = {}
+    for pair in pairs:
+        name, separator, text = pair.partition("=")
+        if not separator or not name:
+            raise CommandError(f"--set expects NAME=VALUE, got {pair!r}")
+        try:
+            settings[name] = ast.literal_eval(text)
+        except (ValueError, SyntaxError):
+            settings[name] = text  # a bare word such as float64
+    return settings
+
+
+def _make_estimator(method, n_clusters, seed, verbose, settings):
+    estimator = _estimator_class(method)(n_clusters=n_clusters, random_state=seed,
+                                         verbose=verbose)
+    estimator.set_params(**settings)
+    return estimator
+
+
+def _scores(y, labels):
+    from .metrics import adjusted_rand_score, clustering_accuracy, normalized_mutual_info_score
+
+    return (clustering_accuracy(y, labels), normalized_mutual_info_score(y, labels),
+            adjusted_rand_score(y, labels))
+
+
+# --------------------------------------------------------------------- commands
+def _demo(args):
+    from .datasets import load_digits
+    from .saturation import compare_output_layers, softmax_confidence_cap
+
+    X, y = load_digits()
+    print(f"npclust demo: {X.shape[0]} handwritten digits (UCI, 8x8 pixels scaled to [0, 1]), "
+          f"10 clusters, method {args.method}, seed {args.seed}\n", flush=True)
+    rows = []
+    for method in ("kmeans", args.method):
+        estimator = _make_estimator(method, 10, args.seed, int(not args.quiet), {})
+        start = time.perf_counter()
+        labels = estimator.fit_predict(X)
+        rows.append((type(estimator).__name__, *_scores(y, labels),
+                     np.bincount(labels, minlength=10).min(),
+                     estimator.predict_proba(X).max(axis=1).mean(),
+                     time.perf_counter() - start))
+    print(f"\n{'method':<8} {'ACC':>6} {'NMI':>6} {'ARI':>6} {'smallest':>9} "
+          f"{'mean max-p':>10} {'time':>7}")
+    for name, acc, nmi, ari, smallest, confidence, seconds in rows:
+        print(f"{name:<8} {acc:6.3f} {nmi:6.3f} {ari:6.3f} {smallest:9d} {confidence:10.3f} "
+              f"{seconds:6.1f}s")
+    print("(ACC: accuracy under the best one-to-one cluster-to-digit mapping; labels are used "
+          "only for these scores.)")
+
+    confidence = compare_output_layers(X, 10, random_state=args.seed)
+    print("\nWhy linear logits: the same small network trained on the information loss,")
+    print("with and without a sigmoid between its last layer and the softmax:")
+    print(f"  sigmoid-fed softmax: mean max-probability {confidence['sigmoid']:.3f} "
+          f"(cap for logits in (0, 1) and 10 clusters: e/(e+9) = {confidence['cap']:.4f})")
+    print(f"  linear logits:       mean max-probability {confidence['linear']:.3f}")
+    print(f"  two clusters, logits in (-1, 1): cap {softmax_confidence_cap(2, -1.0, 1.0):.4f}; "
+          "see docs/derivations.md")
+    return 0
+
+
+def _fit(args):
+    from .datafile import read_matrix, write_labels
+
+    settings = _parse_settings(args.set)
+    X = read_matrix(args.data, dtype=np.float64 if settings.get("dtype") == "float64"
+                    else np.float32)
+    estimator = _make_estimator(args.method, args.n_clusters, args.seed, int(not args.quiet),
+                                settings)
+    try:
+        labels = estimator.fit_predict(X)
+    except (TypeError, ValueError) as error:
+        raise CommandError(str(error)) from None
+    if args.save:
+        estimator.save(args.save)
+        print(f"model saved to {args.save}", file=sys.stderr)
+    _emit_labels(labels, args.output, write_labels)
+    sizes = np.bincount(labels, minlength=args.n_clusters)
+    print(f"{X.shape[0]} samples in {np.count_nonzero(sizes)} clusters "
+          f"(sizes {sizes.min()} to {sizes.max()})", file=sys.stderr)
+    return 0
+
+
+def _predict(args):
+    from .datafile import read_matrix, write_labels
+    from .io import load
+
+    estimator = load(args.model)
+    X = read_matrix(args.data, dtype=estimator._dtype())
+    _emit_labels(estimator.predict(X), args.output, write_labels)
+    return 0
+
+
+def _emit_labels(labels, output, write_labels):
+    if output:
+        write_labels(output, labels)
+        print(f"labels written to {output}", file=sys.stderr)
+    else:
+        sys.stdout.write("label\n" + "".join(f"{label}\n" for label in labels))
+
+
+def _gradcheck(args):
+    from .gradcheck_suite import format_gradcheck_table, run_gradcheck_suite
+
+    results = run_gradcheck_suite(seed=args.seed)
+    print(format_gradcheck_table(results))
+    failed = [result.name for result in results if not result.passed]
+    if failed:
+        print(f"{len(failed)} of {len(results)} gradients FAILED: {', '.join(failed)}")
+        return 1
+    print(f"all {len(results)} gradients match central finite differences")
+    return 0
+
+
+# ----------------------------------------------------------------------- parser
+def _parser():
+    parser = argparse.ArgumentParser(
+        prog="npclust", description="Deep clustering in pure NumPy (DEC, IDEC, IMSAT).")
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    demo = commands.add_parser("demo", help="cluster the embedded digits and compare with k-means")
+    demo.add_argument("--method", choices=METHODS[:3], default="imsat")
+    demo.add_argument("--seed", type=int, default=0)
+    demo.add_argument("--quiet", action="store_true", help="no per-epoch progress lines")
+    demo.set_defaults(run=_demo)
+
+    fit = commands.add_parser("fit", help="cluster a data file (.npy, .npz or .csv)")
+    fit.add_argument("data", help="samples as rows: .npy, .npz (array 'X') or .csv")
+    fit.add_argument("--n-clusters", type=int, required=True)
+    fit.add_argument("--method", choices=METHODS, default="imsat")
+    fit.add_argument("--seed", type=int, default=0)
+    fit.add_argument("--set", action="append", default=[], metavar="NAME=VALUE",
+                     help="estimator parameter, e.g. --set epochs=20 (repeatable)")
+    fit.add_argument("--output", help="write labels here (CSV); default: standard output")
+    fit.add_argument("--save", help="save the fitted model here (.npz)")
+    fit.add_argument("--quiet", action="store_true", help="no per-epoch progress lines")
+    fit.set_defaults(run=_fit)
+
+    predict = commands.add_parser("predict", help="label a data file with a saved model")
+    predict.add_argument("model", help="a model saved by 'npclust fit --save'")
+    predict.add_argument("data")
+    predict.add_argument("--output", help="write labels here (CSV); default: standard output")
+    predict.set_defaults(run=_predict)
+
+    gradcheck = commands.add_parser(
+        "gradcheck", help="check every backward pass against finite differences")
+    gradcheck.add_argument("--seed", type=int, default=0)
+    gradcheck.set_defaults(run=_gradcheck)
+    return parser
+
+
+def main(argv=None):
+    """Run the ``npclust`` command; returns the exit status."""
+    from .datafile import DataFileError
+
+    args = _parser().parse_args(argv)
+    try:
+        return args.run(args)
+    except (CommandError, DataFileError, FileNotFoundError) as error:
+        print(f"npclust {args.command}: error: {error}", file=sys.stderr)
+        return 2
+    except (ValueError, TypeError, OSError) as error:
+        print(f"npclust {args.command}: error: {error}", file=sys.stderr)
+        return 2
+    except FloatingPointError as error:
+        print(f"npclust {args.command}: training failed: {error}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        print(f"npclust {args.command}: interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,189 @@
+"""k-means: Lloyd's algorithm with k-means++ seeding, the baseline and DEC's initialiser."""
+
+import numpy as np
+
+from ..validation import check_integer, check_positive
+from ..random import check_random_state
+from .base import ClusteringEstimator, TrainingLog
+
+__all__ = ["KMeans", "kmeans"]
+
+
+def _squared_distances(X, centers, X_squared_norms):
+    """``||x_i - c_j||^2`` as an (n, k) matrix through one GEMM, clipped at 0.
+
+    The expansion ``|x|^2 - 2 x.c + |c|^2`` loses precision for points very close to
+    a center and can dip below zero by rounding; the clip keeps it a distance.
+    """
+    distances = X @ centers.T
+    distances *= -2.0
+    distances += X_squared_norms[:, None]
+    distances += np.einsum("ij,ij->i", centers, centers)[None, :]
+    return np.maximum(distances, 0.0, out=distances)
+
+
+def _kmeans_plus_plus(X, n_clusters, X_squared_norms, rng):
+    """k-means++ seeding (Arthur & Vassilvitskii, 2007).
+
+    The first center is a uniformly random sample; each next one is drawn with
+    probability proportional to the squared distance to the nearest center so far.
+    """
+    n_samples = X.shape[0]
+    centers = np.empty((n_clusters, X.shape[1]), dtype=X.dtype)
+    centers[0] = X[rng.integers(n_samples)]
+    closest = _squared_distances(X, centers[:1], X_squared_norms)[:, 0]
+    for index in range(1, n_clusters):
+        total = closest.sum()
+        if total > 0:
+            choice = rng.choice(n_samples, p=closest / total)
+        else:
+            # Every point coincides with a center already: any point will do.
+            choice = rng.integers(n_samples)
+        centers[index] = X[choice]
+        np.minimum(closest, _squared_distances(X, centers[index:index + 1], X_squared_norms)[:, 0],
+                   out=closest)
+    return centers
+
+
+def _lloyd(X, centers, X_squared_norms, max_iter, tol):
+    """Lloyd iterations from ``centers``; returns (centers, labels, inertia, n_iter).
+
+    Stops when the squared center shift summed over centers is at most ``tol``
+    (already scaled to the data). An emptied cluster is moved onto the point that is
+    currently farthest from its center, so k clusters stay k clusters.
+    """
+    n_clusters = centers.shape[0]
+    for n_iter in range(1, max_iter + 1):
+        distances = _squared_distances(X, centers, X_squared_norms)
+        labels = distances.argmin(axis=1)
+        counts = np.bincount(labels, minlength=n_clusters)
+        new_centers = np.zeros_like(centers)
+        np.add.at(new_centers, labels, X)
+        for empty in np.flatnonzero(counts == 0):
+            farthest = distances[np.arange(X.shape[0]), labels].argmax()
+            new_centers[empty], counts[empty] = X[farthest], 1
+            distances[farthest] = 0.0
+            counts[labels[farthest]] -= 1
+            new_centers[labels[farthest]] -= X[farthest]
+            labels[farthest] = empty
+        new_centers /= counts[:, None]
+        shift = float(np.sum((new_centers - centers) ** 2))
+        centers = new_centers
+        if shift <= tol:
+            break
+    distances = _squared_distances(X, centers, X_squared_norms)
+    labels = distances.argmin(axis=1)
+    inertia = float(distances[np.arange(X.shape[0]), labels].sum())
+    return centers, labels, inertia, n_iter
+
+
+def kmeans(X, n_clusters, n_init=10, max_iter=300, tol=1e-4, random_state=None):
+    """k-means clustering of the rows of ``X``, best of ``n_init`` seeded runs.
+
+    Parameters
+    ----------
+    X : ndarray of shape (n_samples, n_features)
+        Floating-point data (not validated here; :class:`KMeans` validates).
+    n_clusters : int
+    n_init : int, default=10
+        Runs from independent k-means++ seedings; the lowest inertia wins.
+    max_iter : int, default=300
+        Lloyd iterations per run at most.
+    tol : float, default=1e-4
+        Convergence threshold on the summed squared center shift, relative to the
+        mean per-feature variance of ``X`` (scikit-learn's convention).
+    random_state : None, int or numpy.random.Generator
+
+    Returns
+    -------
+    centers : ndarray of shape (n_clusters, n_features)
+    labels : ndarray of shape (n_samples,)
+    inertia : float
+        Sum of squared distances of the samples to their centers.
+    n_iter : int
+        Lloyd iterations of the kept run.
+    """
+    rng = check_random_state(random_state)
+    X = np.asarray(X)
+    X_squared_norms = np.einsum("ij,ij->i", X, X)
+    scaled_tol = tol * float(np.mean(np.var(X, axis=0)))
+    best = None
+    for _ in range(n_init):
+        seeds = _kmeans_plus_plus(X, n_clusters, X_squared_norms, rng)
+        run = _lloyd(X, seeds, X_squared_norms, max_iter, scaled_tol)
+        if best is None or run[2] < best[2]:
+            best = run
+    return best
+
+
+class KMeans(ClusteringEstimator):
+    """k-means with the same interface as the deep estimators (the baseline of the demo).
+
+    Parameters
+    ----------
+    n_clusters : int, default=10
+    n_init : int, default=10
+        Independent k-means++ seedings; the run with the lowest inertia is kept.
+    max_iter : int, default=300
+    tol : float, default=1e-4
+        Relative convergence threshold (see :func:`kmeans`).
+    dtype : {"float32", "float64"}, default="float64"
+    random_state : None, int or numpy.random.Generator
+    verbose : int, default=0
+        Accepted for a uniform interface; k-means prints nothing.
+
+    Attributes
+    ----------
+    cluster_centers_ : ndarray of shape (n_clusters, n_features)
+    labels_ : ndarray of shape (n_samples,)
+    inertia_ : float
+    n_iter_ : int
+    history_ : list of dict
+        One entry with the inertia (and ACC/NMI/ARI when ``y`` was given).
+
+    ``transform`` returns the Euclidean distances to the centers; ``predict_proba``
+    is the hard assignment as one-hot rows (k-means has no soft assignment).
+    """
+
+    _fitted_modules = ()
+    _fitted_arrays = ("labels_", "cluster_centers_")
+    _fitted_scalars = ("n_features_in_", "n_iter_", "inertia_")
+
+    def __init__(self, n_clusters=10, n_init=10, max_iter=300, tol=1e-4, dtype="float64",
+                 random_state=None, verbose=0):
+        self.n_clusters = n_clusters
+        self.n_init = n_init
+        self.max_iter = max_iter
+        self.tol = tol
+        self.dtype = dtype
+        self.random_state = random_state
+        self.verbose = verbose
+
+    def _validate_params(self, X):
+        check_integer(self.n_clusters, "n_clusters", 2, X.shape[0])
+        check_integer(self.n_init, "n_init", 1)
+        check_integer(self.max_iter, "max_iter", 1)
+        check_positive(self.tol, "tol", allow_zero=True)
+
+    def _fit(self, X, y, rng):
+        self.cluster_centers_, self.labels_, self.inertia_, self.n_iter_ = kmeans(
+            X, self.n_clusters, self.n_init, self.max_iter, self.tol, rng)
+        log = TrainingLog(1, self.verbose, y, stage="kmeans")
+        log.record(1, labels=self.labels_, inertia=self.inertia_)
+        self.history_ = log.records
+
+    def _untrained_modules(self, n_features):
+        return {}
+
+    def _distances(self, X_chunk):
+        return _squared_distances(X_chunk, self.cluster_centers_,
+                                  np.einsum("ij,ij->i", X_chunk, X_chunk))
+
+    def _embed(self, X_chunk):
+        return np.sqrt(self._distances(X_chunk))
+
+    def _soft_assignment(self, X_chunk):
+        labels = self._distances(X_chunk).argmin(axis=1)
+        one_hot = np.zeros((X_chunk.shape[0], self.n_clusters), dtype=X_chunk.dtype)
+        one_hot[np.arange(X_chunk.shape[0]), labels] = 1.0
+        return one_hot
