@@ -1,3 +1,37 @@
-"""npclust: pure-NumPy deep clustering with hand-written, gradient-checked backward passes."""
+"""npclust: deep clustering in pure NumPy, with every gradient derived and checked.
+
+Submodules: ``nn`` (layers with hand-written backward passes), ``functional``
+(stable softmax, log-sum-exp, entropy and their vector-Jacobian products),
+``losses``, ``optim`` (SGD, Adam, AdamW), ``gradcheck`` (finite differences),
+``cluster`` (IMSAT, DEC, IDEC, KMeans), ``metrics``, ``datasets``, ``io``.
+
+Submodules and the names below load on first use, so ``import npclust`` stays
+fast and does not import SciPy until something needs it.
+"""
+
+import importlib
 
 __version__ = "0.1.0"
+
+_SUBMODULES = (
+    "cluster", "datafile", "datasets", "functional", "gradcheck", "gradcheck_suite", "interop",
+    "io", "losses", "metrics", "neighbors", "nn", "optim", "random", "saturation", "validation",
+)
+_NAMES = {
+    "IMSAT": "cluster", "DEC": "cluster", "IDEC": "cluster", "KMeans": "cluster",
+    "load": "io", "load_digits": "datasets", "NotFittedError": "validation",
+}
+
+__all__ = ["__version__", *_SUBMODULES, *_NAMES]
+
+
+def __getattr__(name):
+    if name in _SUBMODULES:
+        return importlib.import_module(f"{__name__}.{name}")
+    if name in _NAMES:
+        return getattr(importlib.import_module(f"{__name__}.{_NAMES[name]}"), name)
+    raise AttributeError(f"module 'npclust' has no attribute {name!r}")
+
+
+def __dir__():
+    return sorted(set(globals()) | set(__all__))

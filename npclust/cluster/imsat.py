@@ -18,7 +18,7 @@ class IMSAT(ClusteringEstimator):
     A multilayer perceptron maps each sample to cluster logits; its hidden layers are
     Linear → BatchNorm1d → ReLU and its last layer is *linear*, so the logits are
     unbounded and the softmax can become confident (a sigmoid before the softmax
-    would cap the largest probability, see ``docs/softmax_saturation.md``). The loss
+    would cap the largest probability, see ``docs/derivations.md``, section 9). The loss
     minimised over mini-batches is
 
         R_VAT + lam * (H(Y|X) - mu * H(Y)),
