@@ -53,6 +53,12 @@ def _check_parameters(params):
     return params
 
 
+def _grad_array(parameter):
+    """``parameter.grad`` without filling a pending lazy zero (see npclust.nn.Parameter)."""
+    grad = getattr(parameter, "_grad", None)
+    return grad if isinstance(grad, np.ndarray) else parameter.grad
+
+
 def _tiling_view(arrays):
     """The 1-D view of one buffer that ``arrays`` tile end to end, in order; else None.
 
@@ -161,7 +167,7 @@ class Optimizer:
         else:
             self._data, self._grads = data_arrays, grad_arrays
         # Identities of the arrays the layout was built from, to notice rebinding.
-        self._bound_arrays = [(parameter.data, parameter.grad) for parameter in self.params]
+        self._bound_arrays = [(parameter.data, _grad_array(parameter)) for parameter in self.params]
         self._scratch = {}
 
     def _ensure_layout(self):
@@ -171,7 +177,7 @@ class Optimizer:
         ``.grad`` with new arrays; updating the old ones would silently do nothing.
         """
         for parameter, (data, grad) in zip(self.params, self._bound_arrays):
-            if parameter.data is not data or parameter.grad is not grad:
+            if parameter.data is not data or _grad_array(parameter) is not grad:
                 state = self.state_dict()
                 self._arrange()
                 self.load_state_dict(state)
@@ -220,6 +226,9 @@ class Optimizer:
         """Update every parameter in place from its ``.grad`` (one optimization step)."""
         self._check_trainable()
         self._ensure_layout()
+        for parameter in self.params:
+            if getattr(parameter, "_grad_is_zero", False):
+                parameter.grad  # a gradient zeroed lazily and never computed: write the zeros
         self.step_count += 1
         for index in range(len(self._data)):
             self._update(index, self._data[index], self._grads[index])
@@ -228,10 +237,17 @@ class Optimizer:
         raise NotImplementedError
 
     def zero_grad(self):
-        """Set every parameter's ``.grad`` to zero, in place (views stay views)."""
+        """Set every parameter's ``.grad`` to zero, in place (views stay views).
+
+        npclust Parameters are zeroed lazily (see :class:`npclust.nn.Parameter`): the
+        next backward writes its gradient instead of adding it to a filled zero.
+        """
         self._ensure_layout()
-        for grad in self._grads:
-            grad.fill(0)
+        for parameter in self.params:
+            if hasattr(parameter, "_grad_is_zero"):
+                parameter.zero_grad()
+            else:
+                parameter.grad.fill(0)
 
     def _decayed_gradient(self, index, data, grad):
         """``grad + weight_decay * data`` (L2 penalty), leaving ``.grad`` untouched."""
@@ -466,8 +482,9 @@ class Adam(Optimizer):
         exp_avg_sq = self._zeros_state("exp_avg_sq")[index]
         scratch = self._scratch_buffer("update", index)
 
-        exp_avg *= beta1
-        np.multiply(grad, 1.0 - beta1, out=scratch)
+        # m += (1 - beta1) (g - m), PyTorch's lerp form of beta1 m + (1 - beta1) g.
+        np.subtract(grad, exp_avg, out=scratch)
+        scratch *= 1.0 - beta1
         exp_avg += scratch
 
         exp_avg_sq *= beta2
@@ -477,13 +494,24 @@ class Adam(Optimizer):
 
         bias_correction1 = 1.0 - beta1 ** self.step_count
         bias_correction2 = 1.0 - beta2 ** self.step_count
+        step_size = self.lr / bias_correction1
+        if step_size == 0.0:
+            return
         denom = np.sqrt(exp_avg_sq, out=scratch)
-        denom /= math.sqrt(bias_correction2)
-        denom += self.eps
-        # scratch now holds m / denom, then the step itself.
-        np.divide(exp_avg, denom, out=scratch)
-        scratch *= self.lr / bias_correction1
-        data -= scratch
+        # p -= step_size m / (sqrt(v) / sqrt(bc2) + eps). Moving the step size into the
+        # denominator saves a whole-buffer pass (same value up to rounding) unless the
+        # scaled constants would overflow the dtype (an absurdly small step).
+        denom_scale = 1.0 / (step_size * math.sqrt(bias_correction2))
+        if max(denom_scale, self.eps / step_size) < np.finfo(denom.dtype).max:
+            denom *= denom_scale
+            denom += self.eps / step_size
+            data -= np.divide(exp_avg, denom, out=scratch)
+        else:
+            denom /= math.sqrt(bias_correction2)
+            denom += self.eps
+            np.divide(exp_avg, denom, out=scratch)
+            scratch *= step_size
+            data -= scratch
 
 
 class AdamW(Adam):
