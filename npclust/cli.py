@@ -96,6 +96,8 @@ def _fit(args):
     from .datafile import read_matrix, write_labels
 
     settings = _parse_settings(args.set)
+    if args.checkpoint:
+        settings["checkpoint"] = args.checkpoint
     X = read_matrix(args.data, dtype=np.float64 if settings.get("dtype") == "float64"
                     else np.float32)
     estimator = _make_estimator(args.method, args.n_clusters, args.seed, int(not args.quiet),
@@ -166,6 +168,9 @@ def _parser():
                      help="estimator parameter, e.g. --set epochs=20 (repeatable)")
     fit.add_argument("--output", help="write labels here (CSV); default: standard output")
     fit.add_argument("--save", help="save the fitted model here (.npz)")
+    fit.add_argument("--checkpoint", metavar="PATH",
+                     help="write the training state here after every epoch; rerunning the "
+                          "same command resumes an interrupted fit from it")
     fit.add_argument("--quiet", action="store_true", help="no per-epoch progress lines")
     fit.set_defaults(run=_fit)
 

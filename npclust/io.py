@@ -20,7 +20,7 @@ from pathlib import Path
 
 import numpy as np
 
-__all__ = ["FORMAT_VERSION", "save_estimator", "load", "atomic_write"]
+__all__ = ["FORMAT_VERSION", "save_estimator", "load", "atomic_write", "json_value"]
 
 FORMAT_VERSION = 1
 _HEADER_KEY = "__npclust__"
@@ -51,11 +51,12 @@ def atomic_write(path, write):
         raise
 
 
-def _json_value(value):
+def json_value(value):
+    """``value`` as plain JSON data (NumPy scalars as numbers, tuples as lists)."""
     if isinstance(value, (np.integer, np.floating, np.bool_)):
         return value.item()
     if isinstance(value, tuple):
-        return [_json_value(item) for item in value]
+        return [json_value(item) for item in value]
     if isinstance(value, np.random.Generator):
         # A generator's state is not a hyper-parameter; the fitted weights are saved.
         return None
@@ -76,8 +77,8 @@ def save_estimator(estimator, path):
     header = {
         "format_version": FORMAT_VERSION,
         "class": type(estimator).__name__,
-        "params": {name: _json_value(value) for name, value in estimator.get_params().items()},
-        "scalars": {name: _json_value(getattr(estimator, name)) for name in estimator._fitted_scalars},
+        "params": {name: json_value(value) for name, value in estimator.get_params().items()},
+        "scalars": {name: json_value(getattr(estimator, name)) for name in estimator._fitted_scalars},
         "history": estimator.history_,
     }
     arrays = {_HEADER_KEY: np.array(json.dumps(header))}

@@ -6,10 +6,12 @@ from deep inside a training loop.
 """
 
 import numbers
+import sys
 
 import numpy as np
 
-__all__ = ["NotFittedError", "check_array", "check_positive", "check_integer", "check_option"]
+__all__ = ["NotFittedError", "check_array", "check_is_fitted", "check_positive", "check_integer",
+           "check_option"]
 
 # Finiteness is checked in row chunks so a large (possibly memory-mapped) input
 # never needs a full-size boolean temporary.
@@ -20,18 +22,55 @@ class NotFittedError(ValueError, AttributeError):
     """Raised when an estimator is used before ``fit``.
 
     Subclasses both ``ValueError`` and ``AttributeError``, like scikit-learn's, so
-    ``hasattr``-style probing and ``except ValueError`` both behave.
+    ``hasattr``-style probing and ``except ValueError`` both behave. When
+    scikit-learn is loaded, the error raised by :func:`check_is_fitted` is also a
+    ``sklearn.exceptions.NotFittedError`` (see there).
     """
 
 
-def check_array(X, name="X", dtype=np.float32, min_samples=1, n_features=None):
+def check_is_fitted(estimator, attribute="n_features_in_"):
+    """Raise :class:`NotFittedError` unless ``estimator`` has ``attribute`` (set by ``fit``).
+
+    If the program has imported scikit-learn, the error is an instance of a subclass
+    of both npclust's and scikit-learn's ``NotFittedError``, so code written for
+    either library (``GridSearchCV``, ``except sklearn.exceptions.NotFittedError``)
+    catches it. scikit-learn is never imported here: a program that has not imported
+    it cannot be catching its exception.
+    """
+    if not hasattr(estimator, attribute):
+        raise _not_fitted_error_class()(
+            f"this {type(estimator).__name__} instance is not fitted yet; call fit first"
+        )
+
+
+def _not_fitted_error_class():
+    global _SklearnNotFittedError
+    if _SklearnNotFittedError is None and "sklearn" in sys.modules:
+        try:
+            from sklearn.exceptions import NotFittedError as sklearn_not_fitted
+        except ImportError:  # a partial or broken installation: npclust's error alone
+            return NotFittedError
+        _SklearnNotFittedError = type("NotFittedError", (NotFittedError, sklearn_not_fitted), {
+            "__module__": __name__, "__qualname__": "_SklearnNotFittedError",
+            "__doc__": NotFittedError.__doc__})
+    return _SklearnNotFittedError or NotFittedError
+
+
+# Created on first use when scikit-learn is loaded; a module attribute so it pickles.
+_SklearnNotFittedError = None
+
+
+def check_array(X, name="X", dtype=np.float32, min_samples=1, n_features=None,
+                estimator_name=None):
     """Validate a 2-D numeric data matrix and return it as ``dtype``.
 
     Parameters
     ----------
     X : array_like of shape (n_samples, n_features)
         Lists, NumPy arrays, memory maps and objects with ``__array__`` (pandas)
-        are accepted. Integer, boolean and float16 input is converted.
+        are accepted. Integer, boolean and float16 input is converted, and so is an
+        object array whose entries all convert with ``float`` (e.g. a DataFrame with
+        mixed column types).
     name : str
         Used in error messages.
     dtype : numpy dtype, default=np.float32
@@ -39,6 +78,8 @@ def check_array(X, name="X", dtype=np.float32, min_samples=1, n_features=None):
     n_features : int or None
         If given, the number of columns the data must have (e.g. the number seen
         in ``fit``).
+    estimator_name : str or None
+        The estimator expecting ``n_features`` columns, named in the message.
 
     Returns
     -------
@@ -49,10 +90,17 @@ def check_array(X, name="X", dtype=np.float32, min_samples=1, n_features=None):
     Raises
     ------
     TypeError
-        Sparse matrices, complex, string or object data.
+        Sparse matrices, string data, object data with an entry that is not a number.
     ValueError
-        Wrong number of dimensions, too few samples, zero features, a feature
-        count other than ``n_features``, NaN or infinity.
+        Complex data, wrong number of dimensions, too few samples, zero features, a
+        feature count other than ``n_features``, NaN or infinity.
+
+    Notes
+    -----
+    The messages use scikit-learn's wording where it has one ("Complex data not
+    supported", "1 sample(s) (shape=(1, 4)) while a minimum of 2 is required",
+    "X has 3 features, but KMeans is expecting 4 features as input"), which its
+    estimator checks look for.
     """
     if hasattr(X, "tocsr") or hasattr(X, "toarray"):
         raise TypeError(
@@ -65,11 +113,13 @@ def check_array(X, name="X", dtype=np.float32, min_samples=1, n_features=None):
         except (ValueError, TypeError) as error:
             raise ValueError(f"{name} could not be converted to a numeric array: {error}") from None
     if X.dtype.kind == "c":
-        raise TypeError(f"{name} has complex dtype {X.dtype}; npclust needs real numbers")
-    if X.dtype.kind not in "biuf":
+        raise ValueError(
+            f"Complex data not supported: {name} has dtype {X.dtype}; npclust needs real numbers"
+        )
+    if X.dtype.kind not in "biufO":
         raise TypeError(
             f"{name} has non-numeric dtype {X.dtype}; npclust needs a numeric array "
-            "(strings and Python objects are not converted)"
+            "(strings are not parsed as numbers)"
         )
     if X.ndim != 2:
         hint = " (reshape a single sample with X.reshape(1, -1))" if X.ndim == 1 else ""
@@ -79,18 +129,42 @@ def check_array(X, name="X", dtype=np.float32, min_samples=1, n_features=None):
         )
     n_samples, n_columns = X.shape
     if n_samples < min_samples:
-        raise ValueError(f"{name} has {n_samples} sample(s); at least {min_samples} needed")
+        raise ValueError(
+            f"{name} has {n_samples} sample(s) (shape={X.shape}) while a minimum of "
+            f"{min_samples} is required"
+        )
     if n_columns == 0:
-        raise ValueError(f"{name} has 0 features; at least 1 is needed")
+        raise ValueError(
+            f"{name} has 0 feature(s) (shape={X.shape}) while a minimum of 1 is required"
+        )
     if n_features is not None and n_columns != n_features:
         raise ValueError(
-            f"{name} has {n_columns} features, but the estimator was fitted with "
-            f"{n_features} features"
+            f"{name} has {n_columns} features, but {estimator_name or 'the estimator'} is "
+            f"expecting {n_features} features as input (the number it was fitted with)"
         )
-    if X.dtype != dtype:
+    if X.dtype.kind == "O":
+        X = _object_to_numbers(X, name, dtype)
+    elif X.dtype != dtype:
         X = X.astype(dtype)
     _check_finite(X, name)
     return X
+
+
+def _object_to_numbers(X, name, dtype):
+    """An object array converted by NumPy (as ``float(entry)``), or a ``TypeError``
+    naming the first entry that does not convert."""
+    try:
+        return X.astype(dtype)
+    except (TypeError, ValueError) as error:
+        for (row, column), value in np.ndenumerate(X):
+            try:
+                float(value)
+            except (TypeError, ValueError):
+                break
+        raise TypeError(
+            f"{name} has dtype object and an entry that is not a number (first at row "
+            f"{row}, column {column}: {value!r}): {error}"
+        ) from None
 
 
 def _check_finite(X, name):

@@ -14,7 +14,7 @@ import time
 import numpy as np
 
 from ..metrics import adjusted_rand_score, clustering_accuracy, normalized_mutual_info_score
-from ..validation import NotFittedError, check_array
+from ..validation import check_array, check_is_fitted
 
 __all__ = ["ClusteringEstimator", "TrainingLog", "in_chunks", "minibatches", "check_finite_loss"]
 
@@ -81,6 +81,27 @@ class ClusteringEstimator:
         ]
         return f"{type(self).__name__}({', '.join(changed)})"
 
+    # ------------------------------------------------------- scikit-learn tags
+    # scikit-learn asks an estimator what it is through these methods; they import
+    # scikit-learn only when scikit-learn itself calls them.
+    def __sklearn_tags__(self):
+        """Estimator tags for scikit-learn >= 1.6: an unsupervised clusterer with ``transform``."""
+        from sklearn.utils import Tags, TargetTags, TransformerTags
+
+        return Tags(
+            estimator_type="clusterer",
+            target_tags=TargetTags(required=False),
+            # transform's output dtype follows the ``dtype`` parameter, not the input's.
+            transformer_tags=TransformerTags(preserves_dtype=[]),
+        )
+
+    def _more_tags(self):
+        """The same tags for scikit-learn < 1.6."""
+        return {"requires_y": False, "preserves_dtype": []}
+
+    def __sklearn_is_fitted__(self):
+        return hasattr(self, "n_features_in_")
+
     # ------------------------------------------------------------------ fitting
     def fit(self, X, y=None):
         """Fit the model to ``X``.
@@ -88,6 +109,8 @@ class ClusteringEstimator:
         Parameters
         ----------
         X : array_like of shape (n_samples, n_features)
+            Not modified. A DataFrame's string column names are kept in
+            ``feature_names_in_``.
         y : array_like of shape (n_samples,), optional
             Ground-truth labels, used only to report ACC/NMI in ``history_`` while
             training. They never influence the fit.
@@ -98,6 +121,7 @@ class ClusteringEstimator:
         """
         from ..random import check_random_state
 
+        feature_names = _feature_names(X)
         X = check_array(X, dtype=self._dtype(), min_samples=2)
         if y is not None:
             y = np.asarray(y)
@@ -106,11 +130,19 @@ class ClusteringEstimator:
         self._validate_params(X)
         self._fit(X, y, check_random_state(self.random_state))
         self.n_features_in_ = X.shape[1]
+        if feature_names is not None:
+            self.feature_names_in_ = feature_names
+        elif hasattr(self, "feature_names_in_"):
+            del self.feature_names_in_
         return self
 
     def fit_predict(self, X, y=None):
         """Fit and return ``labels_``."""
         return self.fit(X, y).labels_
+
+    def fit_transform(self, X, y=None):
+        """Fit and return ``transform(X)``."""
+        return self.fit(X, y).transform(X)
 
     def _dtype(self):
         dtype = np.dtype(getattr(self, "dtype", "float32"))
@@ -120,11 +152,17 @@ class ClusteringEstimator:
 
     # --------------------------------------------------------------- inference
     def _check_fitted_input(self, X):
-        if not hasattr(self, "n_features_in_"):
-            raise NotFittedError(
-                f"this {type(self).__name__} instance is not fitted yet; call fit first"
+        check_is_fitted(self)
+        fitted_names = getattr(self, "feature_names_in_", None)
+        names = _feature_names(X)
+        if fitted_names is not None and names is not None and not np.array_equal(
+                names, fitted_names):
+            raise ValueError(
+                "X has different feature names than in fit: "
+                f"{list(names)} instead of {list(fitted_names)}"
             )
-        return check_array(X, dtype=self._dtype(), n_features=self.n_features_in_)
+        return check_array(X, dtype=self._dtype(), n_features=self.n_features_in_,
+                           estimator_name=type(self).__name__)
 
     def _map_chunks(self, function, X):
         return in_chunks(function, self._check_fitted_input(X))
@@ -236,6 +274,18 @@ def check_finite_loss(value, what, restore):
         )
 
 
+def batch_boundaries(n_samples, batch_size):
+    """Start/stop offsets of consecutive batches covering ``n_samples`` rows.
+
+    A final batch of one row cannot be batch-normalised, so it is folded into the
+    previous one.
+    """
+    stops = list(range(batch_size, n_samples, batch_size))
+    if stops and n_samples - stops[-1] < 2:
+        stops.pop()
+    return [0, *stops, n_samples]
+
+
 def minibatches(n_samples, batch_size, rng):
     """Shuffled index batches covering every sample once (the last may be smaller).
 
@@ -243,12 +293,24 @@ def minibatches(n_samples, batch_size, rng):
     array reads the file forward.
     """
     order = rng.permutation(n_samples)
-    # A final batch of one row cannot be batch-normalised; fold it into the previous one.
-    stops = list(range(batch_size, n_samples, batch_size))
-    if stops and n_samples - stops[-1] < 2:
-        stops.pop()
-    for batch in np.split(order, stops):
-        yield np.sort(batch)
+    boundaries = batch_boundaries(n_samples, batch_size)
+    for start, stop in zip(boundaries[:-1], boundaries[1:]):
+        yield np.sort(order[start:stop])
+
+
+def _feature_names(X):
+    """A DataFrame's column names as an object array if they are all strings, else None.
+
+    Non-string column names (pandas' default integer range) are positions, not names,
+    as in scikit-learn.
+    """
+    columns = getattr(X, "columns", None)
+    if columns is None or isinstance(X, np.ndarray):
+        return None
+    names = np.asarray(list(columns), dtype=object)
+    if names.ndim != 1 or not all(isinstance(name, str) for name in names):
+        return None
+    return names
 
 
 def _same_value(a, b):

@@ -7,6 +7,7 @@ from ..losses import dec_loss, mse, student_t_assignment, target_distribution
 from ..optim import Adam
 from ..validation import check_integer, check_positive
 from .base import ClusteringEstimator, TrainingLog, check_finite_loss, in_chunks, minibatches
+from .checkpoint import BatchStream, open_checkpoint, prefixed, unprefixed
 from .kmeans import kmeans
 
 __all__ = ["DEC", "IDEC"]
@@ -76,6 +77,11 @@ class DEC(ClusteringEstimator):
         identical fits.
     verbose : int, default=0
         1 prints one progress line per pretraining epoch and per target update.
+    checkpoint : str, os.PathLike or None, default=None
+        If given, the whole training state is written (atomically) to this ``.npz``
+        file after every pretraining epoch and every target update; a ``fit`` that
+        finds a checkpoint of the same class, parameters and data resumes from it and
+        ends exactly as an uninterrupted fit would. Other data or settings: an error.
 
     Attributes
     ----------
@@ -112,7 +118,7 @@ class DEC(ClusteringEstimator):
                  pretrain_epochs=30, pretrain_batch_size=64, pretrain_lr=1e-3, weight_decay=0.0,
                  corruption=0.2, max_iter=1500, update_interval=50, batch_size=256, lr=1e-3,
                  tol=1e-3, n_init=1, kmeans_n_init=20, dtype="float32", random_state=None,
-                 verbose=0):
+                 verbose=0, checkpoint=None):
         self.n_clusters = n_clusters
         self.hidden_dims = hidden_dims
         self.latent_dim = latent_dim
@@ -132,6 +138,7 @@ class DEC(ClusteringEstimator):
         self.dtype = dtype
         self.random_state = random_state
         self.verbose = verbose
+        self.checkpoint = checkpoint
 
     # What distinguishes IDEC: it keeps training the decoder during self-training.
     _keeps_decoder = False
@@ -195,38 +202,78 @@ class DEC(ClusteringEstimator):
 
     # ----------------------------------------------------------------- fitting
     def _fit(self, X, y, rng):
-        best = None
-        for restart in range(self.n_init):
-            run = self._fit_once(X, y, rng, restart)
-            if best is None or run["objective"] < best["objective"]:
-                best = run
-        self.encoder_, self.decoder_ = best["encoder"], best["decoder"]
-        self.cluster_centers_ = best["centers"].data
-        self.objective_, self.n_iter_, self.history_ = (
-            best["objective"], best["n_iter"], best["history"])
-        self.labels_ = student_t_assignment(
-            self._encode(self.encoder_, X), self.cluster_centers_, self.alpha).argmax(axis=1)
+        state = _Resumable(self, X, rng)
+        for restart in range(state.progress["restart"], self.n_init):
+            run = self._fit_once(X, y, rng, restart, state)
+            if state.best is None or run["objective"] < state.best["objective"]:
+                state.best = {key: run[key] for key in ("objective", "n_iter", "history")}
+                state.best_arrays = {**prefixed("encoder", run["encoder"].state_dict()),
+                                     **prefixed("decoder", run["decoder"].state_dict()),
+                                     "centers": run["centers"].data.copy()}
+        self._set_fitted(X, *self._build_networks(X.shape[1], rng=0), state.best_arrays,
+                         state.best["history"], state.best["n_iter"])
+        self.objective_ = state.best["objective"]
 
-    def _fit_once(self, X, y, rng, restart):
+    def _set_fitted(self, X, encoder, decoder, arrays, history, n_iter):
+        """Fitted attributes from stored weights (``arrays`` as saved by ``state_dict``)."""
+        encoder.load_state_dict(unprefixed("encoder", arrays))
+        decoder.load_state_dict(unprefixed("decoder", arrays))
+        self.encoder_, self.decoder_, self.history_, self.n_iter_ = encoder, decoder, history, n_iter
+        if "centers" in arrays:
+            self.cluster_centers_ = np.array(arrays["centers"])
+            self.labels_ = student_t_assignment(
+                self._encode(encoder, X), self.cluster_centers_, self.alpha).argmax(axis=1)
+            self.n_features_in_ = X.shape[1]
+
+    def _fit_once(self, X, y, rng, restart, state):
         prefix = f"restart {restart + 1}/{self.n_init} " if self.n_init > 1 else ""
         encoder, decoder = self._build_networks(X.shape[1], rng)
-        pretrain_history = self._pretrain(X, y, encoder, decoder, rng, prefix)
-        centers, initial_labels = self._initial_centers(self._encode(encoder, X), rng)
-        init_log = TrainingLog(1, self.verbose, y, stage=prefix + "kmeans init")
-        init_log.record(1, labels=initial_labels)
-        n_iter, cluster_history = self._self_train(X, y, encoder, decoder, centers, rng, prefix)
+        saved = state.take(restart, "cluster")
+        if saved is None:
+            history = self._pretrain(X, y, encoder, decoder, rng, prefix,
+                                     lambda done: state.save(restart, "pretrain", done),
+                                     state.take(restart, "pretrain"))
+            history = list(history)
+            centers, initial_labels = self._initial_centers(self._encode(encoder, X), rng)
+            init_log = TrainingLog(1, self.verbose, y, stage=prefix + "kmeans init")
+            init_log.record(1, labels=initial_labels)
+            history += init_log.records
+        else:
+            progress, arrays = saved
+            encoder.load_state_dict(unprefixed("encoder", arrays))
+            decoder.load_state_dict(unprefixed("decoder", arrays))
+            centers = nn.Parameter(np.array(arrays["centers"]))
+            history = progress["history"][:progress["cluster_history_start"]]
+        def save_cluster_stage(done):
+            state.save(restart, "cluster", lambda: {
+                **done(), "history": history + done()["history"],
+                "cluster_history_start": len(history)})
+
+        n_iter, cluster_history = self._self_train(
+            X, y, encoder, decoder, centers, rng, prefix, saved, save_cluster_stage)
         objective = self._objective(X, encoder, decoder, centers)
         return dict(encoder=encoder, decoder=decoder, centers=centers, objective=objective,
-                    n_iter=n_iter, history=pretrain_history + init_log.records + cluster_history)
+                    n_iter=n_iter, history=history + cluster_history)
 
-    def _pretrain(self, X, y, encoder, decoder, rng, prefix):
-        """Train the autoencoder on the reconstruction error; returns the history."""
+    def _pretrain(self, X, y, encoder, decoder, rng, prefix, save, saved):
+        """Train the autoencoder on the reconstruction error; returns the history.
+
+        ``save(done)`` is called after every epoch with a function returning the state
+        to checkpoint (called only when checkpointing);
+        ``saved`` is such a state to resume from, or None.
+        """
         parameters = encoder.parameters() + decoder.parameters()
         optimizer = Adam(parameters, lr=self.pretrain_lr, weight_decay=self.weight_decay)
         log = TrainingLog(self.pretrain_epochs, self.verbose, stage=prefix + "pretrain")
-        last_good = _snapshot(parameters)
-        n_batches = 0
-        for epoch in range(1, self.pretrain_epochs + 1):
+        first_epoch = 1
+        if saved is not None:
+            progress, arrays = saved
+            encoder.load_state_dict(unprefixed("encoder", arrays))
+            decoder.load_state_dict(unprefixed("decoder", arrays))
+            optimizer.load_state_dict(unprefixed("optimizer", arrays))
+            log.records, first_epoch = progress["history"], progress["epoch"] + 1
+        for epoch in range(first_epoch, self.pretrain_epochs + 1):
+            last_good = _snapshot(parameters)
             total, n_batches = 0.0, 0
             for batch in minibatches(X.shape[0], self.pretrain_batch_size, rng):
                 optimizer.zero_grad()
@@ -237,11 +284,24 @@ class DEC(ClusteringEstimator):
                 optimizer.step()
                 total += reconstruction
                 n_batches += 1
-            check_finite_loss(total, "DEC pretraining reconstruction loss",
-                              lambda: _restore(parameters, last_good))
-            last_good = _snapshot(parameters)
+            check_finite_loss(total, f"{type(self).__name__} pretraining reconstruction loss",
+                              lambda: self._keep_last_good(X, encoder, decoder, parameters,
+                                                           last_good, None, log.records))
             log.record(epoch, reconstruction=total / n_batches)
+            save(lambda: {"epoch": epoch, "history": log.records, "arrays": {
+                **prefixed("encoder", encoder.state_dict()),
+                **prefixed("decoder", decoder.state_dict()),
+                **prefixed("optimizer", optimizer.state_dict())}})
         return log.records
+
+    def _keep_last_good(self, X, encoder, decoder, parameters, last_good, centers, history):
+        """Before a divergence error: restore the last good weights and keep them fitted."""
+        _restore(parameters, last_good)
+        arrays = {**prefixed("encoder", encoder.state_dict()),
+                  **prefixed("decoder", decoder.state_dict())}
+        if centers is not None:
+            arrays["centers"] = centers.data
+        self._set_fitted(X, encoder, decoder, arrays, history, 0)
 
     def _corrupt(self, x, rng):
         """Denoising input: each entry zeroed with probability ``corruption``.
@@ -261,8 +321,12 @@ class DEC(ClusteringEstimator):
                                        random_state=rng)
         return nn.Parameter(centers.astype(z.dtype)), labels
 
-    def _self_train(self, X, y, encoder, decoder, centers, rng, prefix):
-        """Minimise (reconstruction +) weight * KL(P || Q); returns (iterations, history)."""
+    def _self_train(self, X, y, encoder, decoder, centers, rng, prefix, saved, save):
+        """Minimise (reconstruction +) weight * KL(P || Q); returns (iterations, history).
+
+        ``save(done)`` is called after every target update with a function returning
+        the state to checkpoint; ``saved`` is such a state to resume from, or None.
+        """
         parameters = encoder.parameters() + [centers]
         if self._keeps_decoder:
             parameters += decoder.parameters()
@@ -270,11 +334,20 @@ class DEC(ClusteringEstimator):
         weight = self._clustering_weight()
         n_updates = -(-self.max_iter // self.update_interval)
         log = TrainingLog(n_updates, self.verbose, y, stage=prefix + "cluster")
-        batches = _batch_stream(X.shape[0], self.batch_size, rng)
+        batches = BatchStream(X.shape[0], self.batch_size, rng)
+        previous_labels, totals, n_iter, target = None, np.zeros(2), 0, None
+        if saved is not None:
+            progress, arrays = saved
+            optimizer.load_state_dict(unprefixed("optimizer", arrays))
+            batches.restore(unprefixed("batches", arrays))
+            log.records = progress["history"][progress["cluster_history_start"]:]
+            n_iter, previous_labels, target = (
+                progress["n_iter"], arrays["previous_labels"], arrays["target"])
         last_good = _snapshot(parameters)
-        previous_labels, totals, n_iter = None, np.zeros(2), 0
+        # A resumed run continues right after the target update it was saved at.
+        resuming = saved is not None
         while True:
-            if n_iter % self.update_interval == 0 or n_iter == self.max_iter:
+            if not resuming and (n_iter % self.update_interval == 0 or n_iter == self.max_iter):
                 # The target comes from the soft assignments of the whole data set.
                 soft_assignment = student_t_assignment(
                     self._encode(encoder, X), centers.data, self.alpha)
@@ -282,8 +355,10 @@ class DEC(ClusteringEstimator):
                 if previous_labels is not None:
                     steps = n_iter - (log.records[-1]["iteration"] if log.records else 0)
                     totals /= steps
-                    check_finite_loss(totals.sum(), f"{type(self).__name__} self-training loss",
-                                      lambda: _restore(parameters, last_good))
+                    check_finite_loss(
+                        totals.sum(), f"{type(self).__name__} self-training loss",
+                        lambda: self._keep_last_good(X, encoder, decoder, parameters, last_good,
+                                                     centers, log.records))
                     last_good = _snapshot(parameters)
                     delta_label = float(np.mean(labels != previous_labels))
                     self._record(log, n_iter, labels, totals, delta_label)
@@ -292,7 +367,14 @@ class DEC(ClusteringEstimator):
                         break
                 previous_labels = labels
                 target = target_distribution(soft_assignment)
-            batch = next(batches)
+                save(lambda: {"n_iter": n_iter, "history": log.records, "arrays": {
+                    **prefixed("encoder", encoder.state_dict()),
+                    **prefixed("decoder", decoder.state_dict()), "centers": centers.data,
+                    **prefixed("optimizer", optimizer.state_dict()),
+                    **prefixed("batches", batches.state()),
+                    "previous_labels": previous_labels, "target": target}})
+            resuming = False
+            batch = batches.next()
             totals += self._self_training_step(
                 encoder, decoder, centers, optimizer, X[batch], target[batch], weight)
             n_iter += 1
@@ -355,14 +437,14 @@ class IDEC(DEC):
                  gamma=0.1, pretrain_epochs=30, pretrain_batch_size=64, pretrain_lr=1e-3,
                  weight_decay=0.0, corruption=0.2, max_iter=1500, update_interval=50,
                  batch_size=256, lr=1e-3, tol=1e-3, n_init=1, kmeans_n_init=20, dtype="float32",
-                 random_state=None, verbose=0):
+                 random_state=None, verbose=0, checkpoint=None):
         super().__init__(
             n_clusters=n_clusters, hidden_dims=hidden_dims, latent_dim=latent_dim, alpha=alpha,
             pretrain_epochs=pretrain_epochs, pretrain_batch_size=pretrain_batch_size,
             pretrain_lr=pretrain_lr, weight_decay=weight_decay, corruption=corruption,
             max_iter=max_iter, update_interval=update_interval, batch_size=batch_size, lr=lr,
             tol=tol, n_init=n_init, kmeans_n_init=kmeans_n_init, dtype=dtype,
-            random_state=random_state, verbose=verbose)
+            random_state=random_state, verbose=verbose, checkpoint=checkpoint)
         self.gamma = gamma
 
     def _clustering_weight(self):
@@ -374,12 +456,6 @@ class IDEC(DEC):
 
 
 # ------------------------------------------------------------------- helpers
-
-
-def _batch_stream(n_samples, batch_size, rng):
-    """Endless shuffled mini-batches, one pass over the data after another."""
-    while True:
-        yield from minibatches(n_samples, batch_size, rng)
 
 
 def _snapshot(parameters):
@@ -399,3 +475,39 @@ def _reconstruction_backward(decoder, z, x):
     """
     loss, dreconstruction = mse(decoder(z), x)
     return loss, decoder.backward(dreconstruction)
+
+
+class _Resumable:
+    """Where a DEC/IDEC fit stands, read from and written to its checkpoint (if any).
+
+    ``progress`` says which restart and stage a checkpoint stopped in; ``take``
+    hands that stage its saved state once, restoring the random generator, and
+    ``save`` writes the current stage's state together with the best completed
+    restart so far.
+    """
+
+    def __init__(self, estimator, X, rng):
+        self.checkpoint, self.rng = open_checkpoint(estimator, X), rng
+        saved = self.checkpoint.load() if self.checkpoint else None
+        self.progress, self.arrays = saved or ({"restart": 0, "stage": None, "best": None}, {})
+        self.best = self.progress["best"]
+        self.best_arrays = unprefixed("best", self.arrays)
+
+    def take(self, restart, stage):
+        """``(progress, arrays)`` saved in ``stage`` of ``restart``, or None; only once."""
+        progress = self.progress
+        if progress["stage"] != stage or progress["restart"] != restart:
+            return None
+        self.progress = dict(progress, stage=None)
+        self.rng.bit_generator.state = progress["rng_state"]
+        return progress, self.arrays
+
+    def save(self, restart, stage, done):
+        """Checkpoint ``done()`` (progress and ``"arrays"``) as the state of ``stage``."""
+        if self.checkpoint is None:
+            return
+        done = done()
+        progress = {key: value for key, value in done.items() if key != "arrays"}
+        self.checkpoint.save(
+            {**progress, "restart": restart, "stage": stage, "best": self.best}, self.rng,
+            {**done["arrays"], **prefixed("best", self.best_arrays)})

@@ -7,7 +7,8 @@ from ..functional import log_softmax, log_softmax_backward, softmax
 from ..losses import kl_div, mutual_information
 from ..optim import Adam
 from ..validation import check_integer, check_positive
-from .base import ClusteringEstimator, in_chunks, TrainingLog, check_finite_loss, minibatches
+from .base import ClusteringEstimator, TrainingLog, check_finite_loss, in_chunks, minibatches
+from .checkpoint import open_checkpoint, prefixed, unprefixed
 
 __all__ = ["IMSAT"]
 
@@ -59,6 +60,12 @@ class IMSAT(ClusteringEstimator):
         identical fits.
     verbose : int, default=0
         1 prints one progress line per epoch.
+    checkpoint : str, os.PathLike or None, default=None
+        If given, the whole training state is written (atomically) to this ``.npz``
+        file after every epoch, and a ``fit`` that finds a checkpoint written for the
+        same class, parameters and data resumes from it: an interrupted fit, run
+        again, ends with exactly the weights and labels of an uninterrupted one.
+        A checkpoint from other data or settings is an error, never silently used.
 
     Attributes
     ----------
@@ -83,7 +90,7 @@ class IMSAT(ClusteringEstimator):
 
     def __init__(self, n_clusters=10, hidden_dims=(1200, 1200), mu=4.0, lam=0.1, vat=True,
                  xi=10.0, eps_scale=0.25, n_neighbors=10, epochs=50, batch_size=250, lr=2e-3,
-                 n_init=1, dtype="float32", random_state=None, verbose=0):
+                 n_init=1, dtype="float32", random_state=None, verbose=0, checkpoint=None):
         self.n_clusters = n_clusters
         self.hidden_dims = hidden_dims
         self.mu = mu
@@ -99,6 +106,7 @@ class IMSAT(ClusteringEstimator):
         self.dtype = dtype
         self.random_state = random_state
         self.verbose = verbose
+        self.checkpoint = checkpoint
 
     def _validate_params(self, X):
         n_samples = X.shape[0]
@@ -135,34 +143,64 @@ class IMSAT(ClusteringEstimator):
             self.vat_radius_ = self.eps_scale * kth_neighbor_distance(X, self.n_neighbors)
         else:
             self.vat_radius_ = None
-        best = None
-        for restart in range(self.n_init):
-            network, history, epochs_run = self._train_once(X, y, rng, restart)
+        checkpoint = open_checkpoint(self, X)
+        resumed = checkpoint.load() if checkpoint else None
+        progress, arrays = resumed or ({"restart": 0, "epoch": 0, "best": None}, {})
+        best = progress["best"]
+        best_state = unprefixed("best", arrays)
+        for restart in range(progress["restart"], self.n_init):
+            network = self._build_network(X.shape[1], rng)
+            optimizer = Adam(network.parameters(), lr=self.lr)
+            log = TrainingLog(self.epochs, self.verbose, y, stage=(
+                f"restart {restart + 1}/{self.n_init}" if self.n_init > 1 else "train"))
+            first_epoch = 1
+            if resumed and restart == progress["restart"]:
+                network.load_state_dict(unprefixed("network", arrays))
+                optimizer.load_state_dict(unprefixed("optimizer", arrays))
+                rng.bit_generator.state = progress["rng_state"]
+                log.records = progress["history"]
+                first_epoch = progress["epoch"] + 1
+            for epoch in range(first_epoch, self.epochs + 1):
+                self._train_epoch(X, y, rng, network, optimizer, log, epoch)
+                if checkpoint:
+                    checkpoint.save(
+                        {"restart": restart, "epoch": epoch, "history": log.records,
+                         "best": best},
+                        rng, {**prefixed("network", network.state_dict()),
+                              **prefixed("optimizer", optimizer.state_dict()),
+                              **prefixed("best", best_state)})
             objective = self._objective(network, X)
-            if best is None or objective < best[0]:
-                best = (objective, network, history, epochs_run)
-        self.objective_, self.network_, self.history_, self.n_iter_ = best
+            if best is None or objective < best["objective"]:
+                best = {"objective": objective, "history": log.records}
+                best_state = network.state_dict()
+        self.network_ = self._build_network(X.shape[1], rng=0)
+        self.network_.load_state_dict(best_state)
+        self.objective_, self.history_, self.n_iter_ = best["objective"], best["history"], self.epochs
         self.labels_ = _logits_of(self.network_, X).argmax(axis=1)
 
-    def _train_once(self, X, y, rng, restart):
-        network = self._build_network(X.shape[1], rng)
-        optimizer = Adam(network.parameters(), lr=self.lr)
-        stage = f"restart {restart + 1}/{self.n_init}" if self.n_init > 1 else "train"
-        log = TrainingLog(self.epochs, self.verbose, y, stage=stage)
+    def _train_epoch(self, X, y, rng, network, optimizer, log, epoch):
+        """One pass over the data; on a non-finite loss, keep the last epoch's weights and stop."""
         last_good = network.state_dict()
-        for epoch in range(1, self.epochs + 1):
-            network.train()
-            totals = np.zeros(3)
-            for batch in minibatches(X.shape[0], self.batch_size, rng):
-                totals += self._step(network, optimizer, X[batch], batch, rng)
-            totals /= np.ceil(X.shape[0] / self.batch_size)
-            for value, name in zip(totals, ("loss", "mutual information", "VAT")):
-                check_finite_loss(value, f"IMSAT {name}", lambda: network.load_state_dict(last_good))
-            last_good = network.state_dict()
-            labels = _logits_of(network, X).argmax(axis=1) if y is not None else None
-            log.record(epoch, labels=labels, loss=totals[0], conditional_minus_mu_marginal=totals[1],
-                       vat=totals[2])
-        return network, log.records, self.epochs
+        network.train()
+        totals = np.zeros(3)
+        for batch in minibatches(X.shape[0], self.batch_size, rng):
+            totals += self._step(network, optimizer, X[batch], batch, rng)
+        totals /= np.ceil(X.shape[0] / self.batch_size)
+        for value, name in zip(totals, ("loss", "mutual information", "VAT")):
+            check_finite_loss(value, f"IMSAT {name}", lambda: self._keep_last_good(
+                network, last_good, X, log))
+        labels = _logits_of(network, X).argmax(axis=1) if y is not None else None
+        log.record(epoch, labels=labels, loss=totals[0], conditional_minus_mu_marginal=totals[1],
+                   vat=totals[2])
+
+    def _keep_last_good(self, network, last_good, X, log):
+        """Before a divergence error: restore the weights of the last finite epoch and
+        leave the estimator usable with them (``labels_`` from those weights)."""
+        network.load_state_dict(last_good)
+        self.network_, self.history_, self.n_iter_ = network, log.records, len(log.records)
+        self.objective_ = self._objective(network, X)
+        self.labels_ = _logits_of(network, X).argmax(axis=1)
+        self.n_features_in_ = X.shape[1]
 
     def _step(self, network, optimizer, x, batch, rng):
         """One Adam step on a mini-batch; returns (loss, information term, VAT term)."""
