@@ -502,7 +502,7 @@ class Adam(Optimizer):
         # denominator saves a whole-buffer pass (same value up to rounding) unless the
         # scaled constants would overflow the dtype (an absurdly small step).
         denom_scale = 1.0 / (step_size * math.sqrt(bias_correction2))
-        if max(denom_scale, self.eps / step_size) < np.finfo(denom.dtype).max:
+        if max(denom_scale, self.eps / step_size) < float(np.finfo(denom.dtype).max):
             denom *= denom_scale
             denom += self.eps / step_size
             data -= np.divide(exp_avg, denom, out=scratch)
