@@ -122,7 +122,10 @@ def check_array(X, name="X", dtype=np.float32, min_samples=1, n_features=None,
             "(strings are not parsed as numbers)"
         )
     if X.ndim != 2:
-        hint = " (reshape a single sample with X.reshape(1, -1))" if X.ndim == 1 else ""
+        hint = (
+            f". Reshape your data either using {name}.reshape(-1, 1) if it has a single "
+            f"feature or {name}.reshape(1, -1) if it is a single sample"
+        ) if X.ndim == 1 else ""
         raise ValueError(
             f"{name} must be 2-D of shape (n_samples, n_features), got {X.ndim}-D "
             f"array of shape {X.shape}{hint}"
@@ -131,11 +134,11 @@ def check_array(X, name="X", dtype=np.float32, min_samples=1, n_features=None,
     if n_samples < min_samples:
         raise ValueError(
             f"{name} has {n_samples} sample(s) (shape={X.shape}) while a minimum of "
-            f"{min_samples} is required"
+            f"{min_samples} is required."
         )
     if n_columns == 0:
         raise ValueError(
-            f"{name} has 0 feature(s) (shape={X.shape}) while a minimum of 1 is required"
+            f"{name} has 0 feature(s) (shape={X.shape}) while a minimum of 1 is required."
         )
     if n_features is not None and n_columns != n_features:
         raise ValueError(

@@ -1,0 +1,240 @@
+"""scikit-learn compatibility: its own estimator checks, clone, Pipeline and GridSearchCV.
+
+npclust never imports scikit-learn; these tests run when it is installed (the
+``sklearn`` extra) and skip cleanly otherwise.
+"""
+
+import functools
+import inspect
+import pickle
+import warnings
+
+import numpy as np
+import pytest
+
+sklearn = pytest.importorskip("sklearn")
+
+from sklearn.base import clone, is_clusterer  # noqa: E402
+from sklearn.datasets import make_blobs  # noqa: E402
+from sklearn.exceptions import NotFittedError as SklearnNotFittedError  # noqa: E402
+from sklearn.metrics import adjusted_rand_score, make_scorer, silhouette_score  # noqa: E402
+from sklearn.model_selection import GridSearchCV  # noqa: E402
+from sklearn.pipeline import make_pipeline  # noqa: E402
+from sklearn.preprocessing import StandardScaler  # noqa: E402
+from sklearn.utils import estimator_checks  # noqa: E402
+from sklearn.utils.validation import check_is_fitted  # noqa: E402
+
+from npclust.cluster import DEC, IDEC, IMSAT, KMeans  # noqa: E402
+from npclust.validation import NotFittedError  # noqa: E402
+
+SKLEARN_VERSION = tuple(int(part) for part in sklearn.__version__.split(".")[:2])
+
+# npclust estimators do not inherit from sklearn.base.BaseEstimator (that would make
+# scikit-learn a dependency); the checks warn about it, when collected and when run.
+_NOT_BASE_ESTIMATOR = "Estimator .* does not inherit from"
+pytestmark = pytest.mark.filterwarnings(f"ignore:{_NOT_BASE_ESTIMATOR}")
+
+# The checks fit on 1-60 samples with 1-10 features: tiny networks, a few epochs.
+FAST_ESTIMATORS = [
+    IMSAT(n_clusters=3, hidden_dims=(8,), epochs=3, batch_size=32, n_neighbors=5),
+    DEC(n_clusters=3, hidden_dims=(8,), latent_dim=2, pretrain_epochs=3, pretrain_batch_size=32,
+        max_iter=10, update_interval=5, batch_size=32, kmeans_n_init=1),
+    IDEC(n_clusters=3, hidden_dims=(8,), latent_dim=2, pretrain_epochs=3,
+         pretrain_batch_size=32, max_iter=10, update_interval=5, batch_size=32, kmeans_n_init=1),
+    KMeans(n_clusters=3, n_init=1),
+]
+
+# These checks set ``n_clusters = 1``; npclust rejects a one-cluster "clustering" with
+# a ValueError naming n_clusters, so they fail before testing anything else. What
+# they test besides is checked with n_clusters=2 in test_checks_that_force_one_cluster.
+ONE_CLUSTER_CHECKS = [
+    "check_dont_overwrite_parameters",
+    "check_fit2d_predict1d",
+    "check_methods_subset_invariance",
+    "check_fit2d_1feature",
+]
+ONE_CLUSTER_REASON = "sets n_clusters=1, which npclust rejects (at least 2 clusters)"
+
+# joblib-loading an estimator with mmap_mode="r" makes every array in it read-only,
+# including the scratch buffers npclust.nn modules keep (and pickle) between calls;
+# ReLU refills such a buffer in predict. Affects the estimators with networks.
+READONLY_PICKLE_REASON = (
+    "predict after loading as a read-only memory map: nn.ReLU writes into a pickled "
+    "scratch buffer, which is read-only then"
+)
+
+
+def expected_failed_checks(estimator):
+    return {name: ONE_CLUSTER_REASON for name in ONE_CLUSTER_CHECKS}
+
+
+def _fails_on_readonly_scratch_buffer(estimator, check):
+    return (
+        not isinstance(estimator, KMeans)
+        and isinstance(check, functools.partial)
+        and check.func.__name__ == "check_estimators_pickle"
+        and check.keywords.get("readonly_memmap")
+    )
+
+
+if SKLEARN_VERSION >= (1, 6):
+    _strict = (
+        {"xfail_strict": True}
+        if "xfail_strict" in inspect.signature(estimator_checks.parametrize_with_checks).parameters
+        else {}
+    )
+
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", _NOT_BASE_ESTIMATOR)
+        _parametrize = estimator_checks.parametrize_with_checks(
+            FAST_ESTIMATORS, expected_failed_checks=expected_failed_checks, **_strict)
+
+    @_parametrize
+    def test_sklearn_estimator_checks(estimator, check):
+        if _fails_on_readonly_scratch_buffer(estimator, check):
+            # Strict: once the failure is fixed this test fails, so the entry goes.
+            with pytest.raises(ValueError, match="read-only"):
+                check(estimator)
+            pytest.xfail(READONLY_PICKLE_REASON)
+        check(estimator)
+else:
+    @pytest.mark.skip(reason="expected_failed_checks needs scikit-learn >= 1.6")
+    def test_sklearn_estimator_checks():
+        pass
+
+
+def _at_least_two_clusters(estimator):
+    """``estimator`` as a test-only subclass that turns ``n_clusters = 1`` into 2."""
+    cls = type(estimator)
+
+    def __setattr__(self, name, value):
+        if name == "n_clusters" and value == 1:
+            value = 2
+        cls.__setattr__(self, name, value)
+
+    subclass = type(cls.__name__, (cls,), {"__setattr__": __setattr__})
+    return subclass(**estimator.get_params())
+
+
+@pytest.mark.parametrize("check_name", ONE_CLUSTER_CHECKS)
+@pytest.mark.parametrize("estimator", FAST_ESTIMATORS, ids=lambda e: type(e).__name__)
+def test_checks_that_force_one_cluster(estimator, check_name):
+    estimator = _at_least_two_clusters(estimator)
+    getattr(estimator_checks, check_name)(type(estimator).__name__, estimator)
+
+
+# scikit-learn runs its clustering checks only for subclasses of its ClusterMixin;
+# npclust's estimators declare themselves clusterers through tags, so run them here.
+@pytest.mark.parametrize("readonly_memmap", [False, True])
+@pytest.mark.parametrize("estimator", FAST_ESTIMATORS, ids=lambda e: type(e).__name__)
+def test_sklearn_clustering_check(estimator, readonly_memmap):
+    estimator_checks.check_clustering(type(estimator).__name__, estimator,
+                                      readonly_memmap=readonly_memmap)
+
+
+@pytest.mark.parametrize("estimator", FAST_ESTIMATORS, ids=lambda e: type(e).__name__)
+def test_declared_a_clusterer_without_inheriting_from_sklearn(estimator):
+    assert is_clusterer(estimator)
+    if SKLEARN_VERSION >= (1, 6):
+        from sklearn.utils import get_tags
+
+        tags = get_tags(estimator)
+        assert tags.estimator_type == "clusterer" and not tags.target_tags.required
+
+
+# ---------------------------------------------------------------- ecosystem
+
+
+@pytest.fixture(scope="module")
+def blobs():
+    # Raw scale on purpose: features of very different size and offset.
+    X, y = make_blobs(n_samples=150, n_features=4, centers=3, cluster_std=0.6, random_state=3)
+    return X * [1.0, 10.0, 100.0, 0.1] + [0.0, -50.0, 300.0, 7.0], y
+
+
+def _imsat(**params):
+    return IMSAT(**{**dict(n_clusters=3, hidden_dims=(32,), epochs=15, batch_size=50,
+                           n_neighbors=5), **params})
+
+
+@pytest.mark.parametrize("estimator", FAST_ESTIMATORS, ids=lambda e: type(e).__name__)
+def test_clone_copies_parameters_not_fit(estimator, blobs):
+    X, _ = blobs
+    fitted = clone(estimator).set_params(random_state=4).fit(StandardScaler().fit_transform(X))
+    copy = clone(fitted)
+    assert type(copy) is type(fitted)
+    # clone itself checks that __init__ stored every parameter unchanged.
+    assert copy.get_params() == fitted.get_params()
+    assert not hasattr(copy, "labels_") and not hasattr(copy, "n_features_in_")
+    with pytest.raises(SklearnNotFittedError):
+        check_is_fitted(copy)
+    check_is_fitted(fitted)
+
+
+def test_not_fitted_error_is_both_libraries_error():
+    with pytest.raises(SklearnNotFittedError, match="not fitted") as caught:
+        _imsat().predict(np.zeros((2, 4)))
+    assert isinstance(caught.value, NotFittedError)
+    assert isinstance(caught.value, ValueError) and isinstance(caught.value, AttributeError)
+    assert isinstance(pickle.loads(pickle.dumps(caught.value)), SklearnNotFittedError)
+
+
+def test_pipeline_after_standard_scaler(blobs):
+    X, y = blobs
+    pipeline = make_pipeline(StandardScaler(), _imsat(random_state=0))
+    labels = pipeline.fit_predict(X)
+    assert adjusted_rand_score(y, labels) >= 0.95
+    np.testing.assert_array_equal(pipeline.predict(X), labels)
+    assert pipeline.predict_proba(X).shape == (150, 3)
+    assert pipeline.transform(X).shape == (150, 3)  # IMSAT's logits
+    # Without the scaler the same model sees features 1000x apart.
+    refit = clone(pipeline).fit(X)
+    np.testing.assert_array_equal(refit.predict(X), labels)
+
+
+def test_grid_search_over_n_clusters_with_ari(blobs):
+    X, y = blobs
+    search = GridSearchCV(
+        make_pipeline(StandardScaler(), _imsat(random_state=0)),
+        {"imsat__n_clusters": [2, 3, 4], "imsat__lr": [2e-3]},
+        scoring=make_scorer(adjusted_rand_score), cv=3,
+    ).fit(X, y)
+    assert search.best_params_["imsat__n_clusters"] == 3
+    assert search.best_score_ >= 0.9
+    assert adjusted_rand_score(y, search.predict(X)) >= 0.95
+
+
+def test_grid_search_without_labels_scores_by_silhouette(blobs):
+    X, y = blobs
+
+    def silhouette(estimator, X, y=None):
+        return silhouette_score(X, estimator.predict(X))
+
+    search = GridSearchCV(make_pipeline(StandardScaler(), KMeans(n_init=3, random_state=0)),
+                          {"kmeans__n_clusters": [2, 3, 4, 5]}, scoring=silhouette, cv=3).fit(X)
+    assert search.best_params_["kmeans__n_clusters"] == 3
+    assert adjusted_rand_score(y, search.predict(X)) >= 0.95
+
+
+class _Frame:
+    """The part of a DataFrame the estimators look at: ``columns`` and ``__array__``."""
+
+    def __init__(self, values, columns):
+        self.values, self.columns = np.asarray(values), list(columns)
+
+    def __array__(self, dtype=None, copy=None):
+        return self.values if dtype is None else self.values.astype(dtype)
+
+
+def test_feature_names_are_kept_and_checked(blobs):
+    X, _ = blobs
+    X = StandardScaler().fit_transform(X)
+    names = ["a", "b", "c", "d"]
+    model = KMeans(n_clusters=3, random_state=0).fit(_Frame(X, names))
+    np.testing.assert_array_equal(model.feature_names_in_, names)
+    np.testing.assert_array_equal(model.predict(_Frame(X, names)), model.labels_)
+    np.testing.assert_array_equal(model.predict(X), model.labels_)
+    with pytest.raises(ValueError, match="different feature names"):
+        model.predict(_Frame(X, ["a", "b", "d", "c"]))
+    # Default integer column labels are positions, not names; a refit forgets old names.
+    assert not hasattr(model.fit(_Frame(X, range(4))), "feature_names_in_")
