@@ -779,7 +779,7 @@ class BatchNorm1d(Module):
         self.running_mean = np.zeros(self.num_features, dtype=self.dtype)
         self.running_var = np.ones(self.num_features, dtype=self.dtype)
         self.num_batches_tracked = np.array(0, dtype=np.int64)
-        self._x_hat = self._inv_std = None
+        self._x_hat = self._inv_std = self._x = self._mean = None
         self._used_batch_statistics = False
 
     def forward(self, x):
@@ -808,12 +808,11 @@ class BatchNorm1d(Module):
             if self.track_running_stats:
                 self._update_running_statistics(mean, variance, n_samples)
         else:
-            x_hat = x - self.running_mean
-            variance = self.running_var
-        self._used_batch_statistics = self.training
+            return self._forward_with_running_statistics(x, out)
+        self._used_batch_statistics = True
         self._inv_std = 1.0 / np.sqrt(variance + self.eps)
         x_hat *= self._inv_std
-        self._x_hat = x_hat
+        self._x_hat, self._x = x_hat, None
         if not self.affine:
             # A copy: the caller may modify the output (an in-place ReLU does).
             if out is None:
@@ -822,6 +821,24 @@ class BatchNorm1d(Module):
             return out
         y = np.multiply(x_hat, self.weight.data, out=out)
         y += self.bias.data
+        return y
+
+    def _forward_with_running_statistics(self, x, out):
+        """Evaluation mode: one new array; the input, not x_hat, is kept for backward.
+
+        Prediction runs on large chunks, so this keeps one chunk-sized array fewer
+        alive; the rarely needed x_hat is rebuilt in backward from the kept input.
+        """
+        self._used_batch_statistics = False
+        self._mean = self.running_mean.copy()
+        self._inv_std = 1.0 / np.sqrt(self.running_var + self.eps)
+        self._x, self._x_hat = x, None
+        y = np.subtract(x, self._mean, out=out)
+        if self.affine:
+            y *= self._inv_std * self.weight.data
+            y += self.bias.data
+        else:
+            y *= self._inv_std
         return y
 
     def _update_running_statistics(self, mean, variance, n_samples):
@@ -851,15 +868,17 @@ class BatchNorm1d(Module):
         return self._backward(dy, input_grad, None)
 
     def _backward_scratch(self, dy, input_grad=True):
-        if not input_grad or self._x_hat is None:
+        if not input_grad or self._inv_std is None:
             return self._backward(dy, input_grad, None)
-        dtype = np.result_type(dy, self._x_hat)
+        dtype = np.result_type(dy, self._inv_std)
         return self._backward(dy, input_grad, self._workspace_array("input_grad", dy.shape, dtype))
 
     def _backward(self, dy, input_grad, out):
-        if self._x_hat is None:
+        if self._inv_std is None:
             raise RuntimeError("BatchNorm1d.backward called before forward")
         x_hat = self._x_hat
+        if x_hat is None and self.affine and self.weight.requires_grad:
+            x_hat = (self._x - self._mean) * self._inv_std  # evaluation mode, see forward
         through_statistics = input_grad and self._used_batch_statistics
         train_weight = self.affine and self.weight.requires_grad
         train_bias = self.affine and self.bias.requires_grad
