@@ -1,4 +1,4 @@
-"""The ``npclust`` command: ``demo``, ``fit``, ``predict`` and ``gradcheck``.
+"""The ``npclust`` command: ``demo``, ``fit``, ``predict``, ``export-reference``, ``gradcheck``.
 
 Exit status: 0 on success, 1 when a check fails or training diverges, 2 for bad
 input (unreadable or malformed files, invalid options). Errors are one line on
@@ -9,6 +9,7 @@ import argparse
 import ast
 import sys
 import time
+import warnings
 
 import numpy as np
 
@@ -19,6 +20,22 @@ METHODS = ("imsat", "dec", "idec", "kmeans")
 
 class CommandError(Exception):
     """A problem with the command's input, reported as one line with exit status 2."""
+
+
+class _ArgumentParser(argparse.ArgumentParser):
+    """argparse, but a usage error is one line on stderr (exit status 2), like every other error."""
+
+    def error(self, message):
+        self.exit(2, f"{self.prog}: error: {message} (see '{self.prog} --help')\n")
+
+
+def _check_writable_directory(path, what):
+    """Fail before a long fit, not after it, when an output's directory does not exist."""
+    from pathlib import Path
+
+    directory = Path(path).parent
+    if not directory.is_dir():
+        raise CommandError(f"{what} {path!r}: directory {str(directory)!r} does not exist")
 
 
 def _estimator_class(method):
@@ -96,16 +113,26 @@ def _fit(args):
     from .datafile import read_matrix, write_labels
 
     settings = _parse_settings(args.set)
+    for path, what in ((args.output, "--output"), (args.save, "--save"),
+                       (args.checkpoint, "--checkpoint")):
+        if path:
+            _check_writable_directory(path, what)
     if args.checkpoint:
         settings["checkpoint"] = args.checkpoint
     X = read_matrix(args.data, dtype=np.float64 if settings.get("dtype") == "float64"
                     else np.float32)
     estimator = _make_estimator(args.method, args.n_clusters, args.seed, int(not args.quiet),
                                 settings)
-    try:
-        labels = estimator.fit_predict(X)
-    except (TypeError, ValueError) as error:
-        raise CommandError(str(error)) from None
+    # NumPy's overflow warnings from a diverging fit would bury the one-line error that
+    # explains it; they are shown (once each, as one line) only if the fit succeeds.
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        try:
+            labels = estimator.fit_predict(X)
+        except (TypeError, ValueError) as error:
+            raise CommandError(str(error)) from None
+    for message in dict.fromkeys(f"{w.category.__name__}: {w.message}" for w in caught):
+        print(f"npclust fit: warning: {message}", file=sys.stderr)
     if args.save:
         estimator.save(args.save)
         print(f"model saved to {args.save}", file=sys.stderr)
@@ -120,8 +147,15 @@ def _predict(args):
     from .datafile import read_matrix, write_labels
     from .io import load
 
+    if args.output:
+        _check_writable_directory(args.output, "--output")
     estimator = load(args.model)
     X = read_matrix(args.data, dtype=estimator._dtype())
+    if X.shape[1] != estimator.n_features_in_:
+        raise CommandError(
+            f"{args.data} has {X.shape[1]} features, but the model in {args.model} was "
+            f"fitted with {estimator.n_features_in_} features"
+        )
     _emit_labels(estimator.predict(X), args.output, write_labels)
     return 0
 
@@ -132,6 +166,16 @@ def _emit_labels(labels, output, write_labels):
         print(f"labels written to {output}", file=sys.stderr)
     else:
         sys.stdout.write("label\n" + "".join(f"{label}\n" for label in labels))
+
+
+def _export_reference(args):
+    from .io import load
+    from .reference import export_reference
+
+    header = export_reference(load(args.model), args.out, args.n_samples, args.seed)
+    print(f"{header['class']} reference written to {args.out}: {header['n_samples']} samples, "
+          f"loss {header['loss']} = {header['loss_value']:.10g}")
+    return 0
 
 
 def _gradcheck(args):
@@ -149,7 +193,7 @@ def _gradcheck(args):
 
 # ----------------------------------------------------------------------- parser
 def _parser():
-    parser = argparse.ArgumentParser(
+    parser = _ArgumentParser(
         prog="npclust", description="Deep clustering in pure NumPy (DEC, IDEC, IMSAT).")
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
@@ -180,6 +224,15 @@ def _parser():
     predict.add_argument("--output", help="write labels here (CSV); default: standard output")
     predict.set_defaults(run=_predict)
 
+    reference = commands.add_parser(
+        "export-reference",
+        help="write a model's input, outputs, loss and every gradient for checking a port")
+    reference.add_argument("model", help="a model saved by 'npclust fit --save' (IMSAT/DEC/IDEC)")
+    reference.add_argument("--out", required=True, help="reference file to write (.npz)")
+    reference.add_argument("--n-samples", type=int, default=16)
+    reference.add_argument("--seed", type=int, default=0)
+    reference.set_defaults(run=_export_reference)
+
     gradcheck = commands.add_parser(
         "gradcheck", help="check every backward pass against finite differences")
     gradcheck.add_argument("--seed", type=int, default=0)
@@ -191,7 +244,10 @@ def main(argv=None):
     """Run the ``npclust`` command; returns the exit status."""
     from .datafile import DataFileError
 
-    args = _parser().parse_args(argv)
+    try:
+        args = _parser().parse_args(argv)
+    except SystemExit as exit:  # usage error (already printed) or --help
+        return exit.code
     try:
         return args.run(args)
     except (CommandError, DataFileError, FileNotFoundError) as error:
