@@ -477,11 +477,32 @@ class Adam(Optimizer):
                 data *= 1.0 - self.lr * self.weight_decay
             else:
                 grad = self._decayed_gradient(index, data, grad)
-        beta1, beta2 = self.betas
-        exp_avg = self._zeros_state("exp_avg")[index]
-        exp_avg_sq = self._zeros_state("exp_avg_sq")[index]
-        scratch = self._scratch_buffer("update", index)
+        arrays = (data, grad, self._zeros_state("exp_avg")[index],
+                  self._zeros_state("exp_avg_sq")[index], self._scratch_buffer("update", index))
+        bias_correction1 = 1.0 - self.betas[0] ** self.step_count
+        bias_correction2 = 1.0 - self.betas[1] ** self.step_count
+        step_size = self.lr / bias_correction1
+        # p -= step_size m / (sqrt(v) / sqrt(bc2) + eps). Moving the step size into the
+        # denominator saves a whole-buffer pass (same value up to rounding) unless the
+        # scaled constants would overflow the dtype (an absurdly small step).
+        denom_scale = 1.0 / (step_size * math.sqrt(bias_correction2)) if step_size else math.inf
+        folded = max(denom_scale, self.eps / step_size if step_size else math.inf) \
+            < float(np.finfo(data.dtype).max)
+        constants = (step_size, bias_correction2, denom_scale, folded)
+        # Every operation is elementwise, so the buffer is updated block by block: the
+        # dozen passes over a block run while it sits in cache (a whole flat buffer of
+        # parameters, gradients and moments does not fit), with bit-identical results.
+        block = _block_length(arrays)
+        if block is None or data.size <= block:
+            self._update_block(*arrays, *constants)
+            return
+        flat = [array.reshape(-1) for array in arrays]
+        for start in range(0, data.size, block):
+            self._update_block(*(array[start:start + block] for array in flat), *constants)
 
+    def _update_block(self, data, grad, exp_avg, exp_avg_sq, scratch, step_size,
+                      bias_correction2, denom_scale, folded):
+        beta1, beta2 = self.betas
         # m += (1 - beta1) (g - m), PyTorch's lerp form of beta1 m + (1 - beta1) g.
         np.subtract(grad, exp_avg, out=scratch)
         scratch *= 1.0 - beta1
@@ -492,17 +513,10 @@ class Adam(Optimizer):
         scratch *= 1.0 - beta2
         exp_avg_sq += scratch
 
-        bias_correction1 = 1.0 - beta1 ** self.step_count
-        bias_correction2 = 1.0 - beta2 ** self.step_count
-        step_size = self.lr / bias_correction1
         if step_size == 0.0:
             return
         denom = np.sqrt(exp_avg_sq, out=scratch)
-        # p -= step_size m / (sqrt(v) / sqrt(bc2) + eps). Moving the step size into the
-        # denominator saves a whole-buffer pass (same value up to rounding) unless the
-        # scaled constants would overflow the dtype (an absurdly small step).
-        denom_scale = 1.0 / (step_size * math.sqrt(bias_correction2))
-        if max(denom_scale, self.eps / step_size) < float(np.finfo(denom.dtype).max):
+        if folded:
             denom *= denom_scale
             denom += self.eps / step_size
             data -= np.divide(exp_avg, denom, out=scratch)
@@ -512,6 +526,14 @@ class Adam(Optimizer):
             np.divide(exp_avg, denom, out=scratch)
             scratch *= step_size
             data -= scratch
+
+
+def _block_length(arrays, block_bytes=1 << 18):
+    """Elements per cache block (256 KiB per array), or None when one of ``arrays``
+    cannot be cut into 1-D views without copying (the update must write through)."""
+    if not all(array.flags.c_contiguous for array in arrays):
+        return None
+    return max(1, block_bytes // arrays[0].itemsize)
 
 
 class AdamW(Adam):

@@ -219,3 +219,27 @@ def test_batchnorm_without_affine_output_is_not_its_cache():
     y = bn.forward(x)
     np.maximum(y, 0, out=y)
     np.testing.assert_allclose(bn.backward(dy), expected_dx, rtol=1e-12)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("weight_decay", [0.0, 0.01])
+def test_adam_block_by_block_equals_whole_buffer(monkeypatch, dtype, weight_decay):
+    """The cache-blocked Adam update is bit-for-bit the whole-buffer one."""
+    import npclust.optim as optim
+
+    rng = np.random.default_rng(8)
+    start = rng.normal(size=200_003).astype(dtype)  # several blocks and a ragged end
+    gradients = [rng.normal(size=start.size).astype(dtype) for _ in range(3)]
+    results = []
+    for block in (optim._block_length, lambda arrays: None):
+        monkeypatch.setattr(optim, "_block_length", block)
+        parameter = nn.Parameter(start.copy())
+        optimizer = Adam([parameter], lr=0.01, weight_decay=weight_decay)
+        for gradient in gradients:
+            parameter.grad[...] = gradient
+            optimizer.step()
+        results.append((parameter.data.copy(), optimizer.state_dict()))
+    (data_blocked, state_blocked), (data_whole, state_whole) = results
+    np.testing.assert_array_equal(data_blocked, data_whole)
+    for key in ("exp_avg.0", "exp_avg_sq.0"):
+        np.testing.assert_array_equal(state_blocked[key], state_whole[key])
