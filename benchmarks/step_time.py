@@ -43,6 +43,7 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from _common import blas_threads, describe, environment, timed, write_json  # noqa: E402
 
 import npclust  # noqa: E402
+import npclust.optim  # noqa: E402
 from npclust import nn  # noqa: E402
 from npclust.functional import log_softmax, log_softmax_backward, softmax  # noqa: E402
 from npclust.losses import kl_div, mse, mutual_information  # noqa: E402
@@ -380,8 +381,11 @@ def main(argv=None):
     parser.add_argument("--quick", action="store_true", help="few rounds, float32 only")
     parser.add_argument("--no-torch", action="store_true", help="skip PyTorch even if installed")
     parser.add_argument("--no-breakdown", action="store_true")
+    parser.add_argument("--optimizer-threads", type=int, default=1,
+                        help="npclust.optim.set_num_threads for Adam's update (default 1)")
     parser.add_argument("--json", default="step_time.json", help="output file ('' for none)")
     args = parser.parse_args(argv)
+    npclust.optim.set_num_threads(args.optimizer_threads)
     if args.quick:
         args.rounds, args.warmup = min(args.rounds, 8), min(args.warmup, 2)
         if args.dtypes == ["float32", "float64"]:
@@ -390,6 +394,7 @@ def main(argv=None):
     threads = blas_threads()
     info = environment()
     info["npclust"] = npclust.__version__
+    info["npclust_optimizer_threads"] = args.optimizer_threads
     torch_available = False
     if not args.no_torch:
         try:

@@ -26,7 +26,68 @@ import math
 
 import numpy as np
 
-__all__ = ["Optimizer", "SGD", "Adam", "AdamW"]
+__all__ = ["Optimizer", "SGD", "Adam", "AdamW", "set_num_threads", "get_num_threads"]
+
+# Threads for Adam's elementwise update of large buffers (see set_num_threads).
+_num_threads = 1
+_pool = None
+
+
+def set_num_threads(n_threads):
+    """Spread Adam's elementwise update over ``n_threads`` threads (default 1).
+
+    NumPy runs elementwise operations on one core while its BLAS multiplies
+    matrices on several, so on a multi-core machine the optimizer step becomes a
+    larger share of a training step as BLAS threads are added. With ``n_threads > 1``
+    the cache blocks of a large update (over about a million parameters) are split
+    between a pool of threads; NumPy releases the GIL inside each operation. The
+    result is bit-for-bit the same. Match it to the BLAS threads and leave it at 1
+    when other processes already keep the cores busy.
+
+    Parameters
+    ----------
+    n_threads : int >= 1
+    """
+    global _num_threads, _pool
+    if isinstance(n_threads, bool) or not isinstance(n_threads, (int, np.integer)) or n_threads < 1:
+        raise ValueError(f"n_threads must be a positive integer, got {n_threads!r}")
+    if int(n_threads) != _num_threads and _pool is not None:
+        _pool.shutdown(wait=True)
+        _pool = None
+    _num_threads = int(n_threads)
+
+
+def get_num_threads():
+    """Threads used by Adam's update of large buffers (see :func:`set_num_threads`)."""
+    return _num_threads
+
+
+def _run_split(function, starts):
+    """``function(start)`` for every start, split over the configured threads."""
+    global _pool
+    n_groups = min(_num_threads, len(starts))
+    if n_groups < 2:
+        for start in starts:
+            function(start)
+        return
+    if _pool is None:
+        from concurrent.futures import ThreadPoolExecutor
+
+        _pool = ThreadPoolExecutor(max_workers=_num_threads - 1,
+                                   thread_name_prefix="npclust-optim")
+
+    def run_group(group):
+        for start in group:
+            function(start)
+
+    size = -(-len(starts) // n_groups)
+    groups = [starts[i:i + size] for i in range(0, len(starts), size)]
+    futures = [_pool.submit(run_group, group) for group in groups[1:]]
+    try:
+        run_group(groups[0])
+    finally:
+        for future in futures:
+            future.result()
 
 
 def _check_parameters(params):
@@ -497,8 +558,16 @@ class Adam(Optimizer):
             self._update_block(*arrays, *constants)
             return
         flat = [array.reshape(-1) for array in arrays]
-        for start in range(0, data.size, block):
+
+        def update(start):
             self._update_block(*(array[start:start + block] for array in flat), *constants)
+
+        starts = list(range(0, data.size, block))
+        if _num_threads > 1 and data.size >= _THREADED_MIN_SIZE:
+            _run_split(update, starts)
+        else:
+            for start in starts:
+                update(start)
 
     def _update_block(self, data, grad, exp_avg, exp_avg_sq, scratch, step_size,
                       bias_correction2, denom_scale, folded):
@@ -526,6 +595,10 @@ class Adam(Optimizer):
             np.divide(exp_avg, denom, out=scratch)
             scratch *= step_size
             data -= scratch
+
+
+# Below this many elements a threaded update costs more in hand-offs than it saves.
+_THREADED_MIN_SIZE = 1 << 20
 
 
 def _block_length(arrays, block_bytes=1 << 18):

@@ -243,3 +243,27 @@ def test_adam_block_by_block_equals_whole_buffer(monkeypatch, dtype, weight_deca
     np.testing.assert_array_equal(data_blocked, data_whole)
     for key in ("exp_avg.0", "exp_avg_sq.0"):
         np.testing.assert_array_equal(state_blocked[key], state_whole[key])
+
+
+def test_threaded_adam_equals_single_threaded():
+    import npclust.optim as optim
+
+    rng = np.random.default_rng(9)
+    start = rng.normal(size=(1 << 20) + 12345).astype(np.float32)
+    gradients = [rng.normal(size=start.size).astype(np.float32) for _ in range(3)]
+    results = []
+    try:
+        for threads in (1, 3):
+            optim.set_num_threads(threads)
+            assert optim.get_num_threads() == threads
+            parameter = nn.Parameter(start.copy())
+            optimizer = Adam([parameter], lr=0.01)
+            for gradient in gradients:
+                parameter.grad[...] = gradient
+                optimizer.step()
+            results.append(parameter.data.copy())
+    finally:
+        optim.set_num_threads(1)
+    np.testing.assert_array_equal(results[0], results[1])
+    with pytest.raises(ValueError, match="positive integer"):
+        optim.set_num_threads(0)
