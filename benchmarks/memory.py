@@ -72,8 +72,10 @@ def main(argv=None):
     parser.add_argument("--n", type=int, default=70_000, help="number of samples")
     parser.add_argument("--features", type=int, default=784)
     parser.add_argument("--batch-size", type=int, default=250)
-    parser.add_argument("--no-vat", action="store_true", help="train without VAT (no neighbour search)")
-    parser.add_argument("--mmap", action="store_true", help="pass the data as a read-only np.memmap")
+    parser.add_argument("--no-vat", action="store_true",
+                        help="train without VAT (no neighbour search)")
+    parser.add_argument("--mmap", action="store_true",
+                        help="pass the data as a read-only np.memmap")
     parser.add_argument("--json", default="memory.json", help="output file ('' for none)")
     args = parser.parse_args(argv)
 

@@ -56,6 +56,8 @@ CASES = {
     "dec": ((784, 500, 500, 2000, 10, 2000, 500, 500, 784), 256, "dec"),
 }
 MU, LAM, XI, LR = 4.0, 0.1, 10.0, 2e-3
+# Wall time by default; --clock cpu switches to the calling thread's CPU time.
+clock = time.perf_counter
 
 
 # ------------------------------------------------------------------------ data
@@ -180,7 +182,8 @@ def gemm_floor_function(case, dtype, seed=0):
 
 
 def flops(case):
-    return sum(2.0 * batch * width_in * width_out for _, batch, width_in, width_out in gemm_plan(case))
+    return sum(2.0 * batch * width_in * width_out
+               for _, batch, width_in, width_out in gemm_plan(case))
 
 
 # ----------------------------------------------------------------------- torch
@@ -191,7 +194,8 @@ def torch_functions(case, dtype, x_np, radius_np, seed=0):
     except ImportError:
         return None
     torch.manual_seed(seed)
-    tdtype = {np.dtype(np.float32): torch.float32, np.dtype(np.float64): torch.float64}[np.dtype(dtype)]
+    tdtype = {np.dtype(np.float32): torch.float32,
+              np.dtype(np.float64): torch.float64}[np.dtype(dtype)]
     widths, batch, kind = CASES[case]
     if kind == "imsat":
         layers = []
@@ -295,10 +299,10 @@ def interleaved_medians(contenders, rounds, warmup, inner=1):
         shift = round_index % len(names)
         for name in names[shift:] + names[:shift]:
             function = contenders[name]
-            start = time.perf_counter()
+            start = clock()
             for _ in range(inner):
                 function()
-            samples[name].append((time.perf_counter() - start) / inner)
+            samples[name].append((clock() - start) / inner)
     return {name: float(np.median(values)) for name, values in samples.items()}, samples
 
 
@@ -318,11 +322,11 @@ def breakdown(case, dtype, rounds, warmup):
             if id(obj) in active:  # a wrapped method calling another: count once
                 return original(*args, **kwargs)
             active.add(id(obj))
-            start = time.perf_counter()
+            start = clock()
             try:
                 return original(*args, **kwargs)
             finally:
-                totals[part] = totals.get(part, 0.0) + time.perf_counter() - start
+                totals[part] = totals.get(part, 0.0) + clock() - start
                 active.discard(id(obj))
 
         setattr(obj, attribute, timed_call)
@@ -351,8 +355,8 @@ def breakdown(case, dtype, rounds, warmup):
         per_step, totals_ms = [], {}
         for _ in range(rounds):
             totals.clear()
-            total = timed(step)
-            gemm = timed(floor)
+            total = timed(step, clock)
+            gemm = timed(floor, clock)
             per_step.append((total, gemm, dict(totals)))
     finally:
         for name, function in originals.items():
@@ -381,6 +385,9 @@ def main(argv=None):
     parser.add_argument("--quick", action="store_true", help="few rounds, float32 only")
     parser.add_argument("--no-torch", action="store_true", help="skip PyTorch even if installed")
     parser.add_argument("--no-breakdown", action="store_true")
+    parser.add_argument("--clock", choices=["wall", "cpu"], default="wall",
+                        help="cpu: the main thread's CPU time (time.thread_time), which other "
+                             "processes on a busy machine barely disturb; 1 BLAS thread only")
     parser.add_argument("--optimizer-threads", type=int, default=1,
                         help="npclust.optim.set_num_threads for Adam's update (default 1)")
     parser.add_argument("--json", default="step_time.json", help="output file ('' for none)")
@@ -392,9 +399,16 @@ def main(argv=None):
             args.dtypes = ["float32"]
 
     threads = blas_threads()
+    global clock
+    if args.clock == "cpu":
+        if threads != 1 or args.optimizer_threads != 1:
+            parser.error("--clock cpu needs OPENBLAS_NUM_THREADS=1 and --optimizer-threads 1: "
+                         "work on other threads would not be counted")
+        clock = time.thread_time
     info = environment()
     info["npclust"] = npclust.__version__
     info["npclust_optimizer_threads"] = args.optimizer_threads
+    info["clock"] = args.clock
     torch_available = False
     if not args.no_torch:
         try:
@@ -406,8 +420,9 @@ def main(argv=None):
             torch_available = True
         except ImportError:
             info["torch"] = None
-    print(describe(info) + (f"; torch {info['torch']} with {info['torch_threads']} thread(s)"
-                            if torch_available else "; torch not used"))
+    torch_note = (f"; torch {info['torch']} with {info['torch_threads']} thread(s)"
+                  if torch_available else "; torch not used")
+    print(f"clock: {args.clock}; " + describe(info) + torch_note)
 
     rows = []
     header = (f"{'case':<10} {'dtype':<8} {'GFLOP':>6} {'floor':>8} {'npclust':>8} {'torch':>8} "

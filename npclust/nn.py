@@ -472,7 +472,8 @@ class Linear(Module):
             return None
         if not scratch:
             return np.matmul(dy, self.weight.data)
-        dx = self._workspace_array("input_grad", self._x.shape, np.result_type(dy, self.weight.data))
+        dtype = np.result_type(dy, self.weight.data)
+        dx = self._workspace_array("input_grad", self._x.shape, dtype)
         return np.matmul(dy, self.weight.data, out=dx)
 
     def extra_repr(self):

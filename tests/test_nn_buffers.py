@@ -184,7 +184,8 @@ def test_lazy_zero_grad_reads_as_zero_and_backward_writes_or_accumulates():
 def test_optimizer_sees_zeros_for_parameters_left_out_of_backward():
     """A lazily zeroed gradient that no backward wrote must reach the optimizer as zeros."""
     rng = np.random.default_rng(6)
-    used, unused = nn.Linear(3, 2, rng=0, dtype=np.float64), nn.Linear(3, 2, rng=1, dtype=np.float64)
+    used = nn.Linear(3, 2, rng=0, dtype=np.float64)
+    unused = nn.Linear(3, 2, rng=1, dtype=np.float64)
     net = nn.Sequential(used, unused).flatten_parameters()
     optimizer = Adam(net.parameters(), lr=0.1)
     for parameter in unused.parameters():
