@@ -43,8 +43,10 @@ def read_matrix(path, dtype=np.float32, mmap=True):
     Raises
     ------
     DataFileError
-        Missing or unreadable file, unsupported extension, pickled content,
-        ragged rows, non-numeric cells, NaN or infinity, wrong number of dimensions.
+        Missing or unreadable file, a directory, unsupported extension, content
+        that is not of the extension's format, pickled content, CSV that is not
+        UTF-8, ragged rows, non-numeric or non-finite cells (with line and column),
+        NaN or infinity, values too large for ``dtype``, wrong number of dimensions.
     """
     path = Path(path)
     suffix = path.suffix.lower()
@@ -52,23 +54,47 @@ def read_matrix(path, dtype=np.float32, mmap=True):
         raise DataFileError(
             f"{path}: unsupported file type {suffix or '(none)'!r}; use one of {', '.join(SUPPORTED_SUFFIXES)}"
         )
-    if not path.is_file():
+    if not path.exists():
         raise DataFileError(f"{path}: no such file")
+    if not path.is_file():
+        raise DataFileError(f"{path}: not a regular file (a directory?)")
     try:
         if suffix == ".csv":
             data = _read_csv(path)
-        elif suffix == ".npy":
-            data = np.load(path, mmap_mode="r" if mmap else None, allow_pickle=False)
         else:
-            data = _read_npz(path)
+            _check_magic(path, suffix)
+            if suffix == ".npy":
+                data = np.load(path, mmap_mode="r" if mmap else None, allow_pickle=False)
+            else:
+                data = _read_npz(path)
     except DataFileError:
         raise
+    except UnicodeDecodeError as error:
+        raise DataFileError(f"{path}: not UTF-8 text ({error.reason} at byte {error.start})") from None
     except (OSError, ValueError, EOFError, zipfile.BadZipFile) as error:
+        if "pickle" in str(error) or "Python objects" in str(error):
+            raise DataFileError(
+                f"{path}: holds Python objects (pickled), which npclust never loads; "
+                "save a numeric array"
+            ) from None
         raise DataFileError(f"{path}: cannot read ({error})") from None
     try:
         return check_array(data, name=str(path), dtype=dtype)
     except (TypeError, ValueError) as error:
         raise DataFileError(str(error)) from None
+
+
+_MAGIC = {".npy": (b"\x93NUMPY",), ".npz": (b"PK\x03\x04", b"PK\x05\x06")}
+
+
+def _check_magic(path, suffix):
+    """Refuse a file whose first bytes are not those of its format (NumPy would try
+    to read it as a pickle and say so, which misleads)."""
+    with open(path, "rb") as file:
+        start = file.read(6)
+    if not any(start.startswith(magic) for magic in _MAGIC[suffix]):
+        kind = "a NumPy .npy file" if suffix == ".npy" else "an .npz (zip) archive"
+        raise DataFileError(f"{path}: not {kind}" + (" (empty file)" if not start else ""))
 
 
 def _read_npz(path):
@@ -85,7 +111,9 @@ def _read_npz(path):
 
 def _read_csv(path):
     rows, width, first_data_line = [], None, None
-    with open(path, newline="", encoding="utf-8") as file:
+    # utf-8-sig: a byte-order mark (spreadsheet exports) would otherwise glue onto the
+    # first cell, and the first data line would be taken for a header.
+    with open(path, newline="", encoding="utf-8-sig") as file:
         for line_number, cells in enumerate(csv.reader(file), start=1):
             if not cells or all(not cell.strip() for cell in cells):
                 continue
@@ -101,6 +129,14 @@ def _read_csv(path):
                 raise DataFileError(
                     f"{path}: line {line_number}, column {column}: {cell!r} is not a number"
                 ) from None
+            if not all(np.isfinite(values)):
+                column = next(index for index, value in enumerate(values, start=1)
+                              if not np.isfinite(value))
+                raise DataFileError(
+                    f"{path}: line {line_number}, column {column}: {cells[column - 1].strip()!r} "
+                    "is not a finite number (NaN and infinity are not accepted; impute or "
+                    "drop missing values first)"
+                )
             if width is None:
                 width = len(values)
             elif len(values) != width:

@@ -90,10 +90,12 @@ def check_array(X, name="X", dtype=np.float32, min_samples=1, n_features=None,
     Raises
     ------
     TypeError
-        Sparse matrices, string data, object data with an entry that is not a number.
+        ``None``, sparse matrices, string data, object data with an entry that is
+        not a number.
     ValueError
         Complex data, wrong number of dimensions, too few samples, zero features, a
-        feature count other than ``n_features``, NaN or infinity.
+        feature count other than ``n_features``, NaN or infinity, a finite value
+        too large for ``dtype`` (e.g. 1e39 for float32), masked entries.
 
     Notes
     -----
@@ -102,11 +104,20 @@ def check_array(X, name="X", dtype=np.float32, min_samples=1, n_features=None,
     "X has 3 features, but KMeans is expecting 4 features as input"), which its
     estimator checks look for.
     """
-    if hasattr(X, "tocsr") or hasattr(X, "toarray"):
+    if X is None:
+        raise TypeError(f"{name} is None; expected an array of shape (n_samples, n_features)")
+    # Looked up on the type: a DataFrame answers hasattr() with its columns.
+    if hasattr(type(X), "tocsr") or hasattr(type(X), "toarray"):
         raise TypeError(
             f"{name} is a sparse matrix; npclust needs dense data, "
             f"convert it with {name}.toarray() if it fits in memory"
         )
+    if isinstance(X, np.ma.MaskedArray):
+        if np.ma.getmaskarray(X).any():
+            raise ValueError(f"{name} is a masked array with masked entries; fill or drop them first")
+        X = X.data
+    if isinstance(X, np.matrix):
+        X = np.asarray(X)  # np.matrix keeps reductions 2-D, which breaks row-wise results
     if not isinstance(X, np.ndarray):
         try:
             X = np.asarray(X)
@@ -145,11 +156,14 @@ def check_array(X, name="X", dtype=np.float32, min_samples=1, n_features=None,
             f"{name} has {n_columns} features, but {estimator_name or 'the estimator'} is "
             f"expecting {n_features} features as input (the number it was fitted with)"
         )
+    original = X
     if X.dtype.kind == "O":
         X = _object_to_numbers(X, name, dtype)
     elif X.dtype != dtype:
-        X = X.astype(dtype)
-    _check_finite(X, name)
+        # Finite values beyond dtype's range become inf; _check_finite names them.
+        with np.errstate(over="ignore"):
+            X = X.astype(dtype)
+    _check_finite(X, name, original)
     return X
 
 
@@ -157,7 +171,8 @@ def _object_to_numbers(X, name, dtype):
     """An object array converted by NumPy (as ``float(entry)``), or a ``TypeError``
     naming the first entry that does not convert."""
     try:
-        return X.astype(dtype)
+        with np.errstate(over="ignore"):  # overflow is reported by _check_finite
+            return X.astype(dtype)
     except (TypeError, ValueError) as error:
         for (row, column), value in np.ndenumerate(X):
             try:
@@ -170,13 +185,27 @@ def _object_to_numbers(X, name, dtype):
         ) from None
 
 
-def _check_finite(X, name):
+def _check_finite(X, name, original=None):
+    """Raise at the first NaN or infinity of ``X``; ``original`` is the input before
+    conversion, to tell a value that overflowed ``X.dtype`` from a non-finite one."""
     rows_per_chunk = max(1, _CHECK_CHUNK_ELEMENTS // X.shape[1])
     for start in range(0, X.shape[0], rows_per_chunk):
         chunk = X[start:start + rows_per_chunk]
         if not np.isfinite(chunk).all():
             bad = np.argwhere(~np.isfinite(chunk))[0]
             row, column = start + bad[0], bad[1]
+            if original is not None and original is not X:
+                value = original[row, column]
+                try:
+                    overflowed = bool(np.isfinite(float(value)))
+                except (TypeError, ValueError, OverflowError):
+                    overflowed = False
+                if overflowed:
+                    raise ValueError(
+                        f"{name} has a value too large for {X.dtype} (first at row {row}, "
+                        f"column {column}: {value}; the largest {X.dtype} is "
+                        f"{np.finfo(X.dtype).max:.4g}); rescale the data or use dtype='float64'"
+                    )
             raise ValueError(
                 f"{name} contains NaN or infinity (first at row {row}, column {column}: "
                 f"{X[row, column]})"
