@@ -85,7 +85,8 @@ def _demo(args):
     for method in ("kmeans", args.method):
         estimator = _make_estimator(method, 10, args.seed, int(not args.quiet), {})
         start = time.perf_counter()
-        labels = estimator.fit_predict(X)
+        # y only fills the monitoring columns of history_ (and the plot); fit ignores it.
+        labels = estimator.fit(X, y).labels_
         rows.append((type(estimator).__name__, *_scores(y, labels),
                      np.bincount(labels, minlength=10).min(),
                      estimator.predict_proba(X).max(axis=1).mean(),
@@ -97,6 +98,11 @@ def _demo(args):
               f"{seconds:6.1f}s")
     print("(ACC: accuracy under the best one-to-one cluster-to-digit mapping; labels are used "
           "only for these scores.)")
+    if args.plot:
+        from .plotting import plot_fit
+
+        plot_fit(estimator, X, args.plot, y=y)
+        print(f"plot written to {args.plot}")
 
     confidence = compare_output_layers(X, 10, random_state=args.seed)
     print("\nWhy linear logits: the same small network trained on the information loss,")
@@ -133,6 +139,11 @@ def _fit(args):
             raise CommandError(str(error)) from None
     for message in dict.fromkeys(f"{w.category.__name__}: {w.message}" for w in caught):
         print(f"npclust fit: warning: {message}", file=sys.stderr)
+    if args.plot:
+        from .plotting import plot_fit
+
+        plot_fit(estimator, X, args.plot)
+        print(f"plot written to {args.plot}", file=sys.stderr)
     if args.save:
         estimator.save(args.save)
         print(f"model saved to {args.save}", file=sys.stderr)
@@ -201,6 +212,8 @@ def _parser():
     demo.add_argument("--method", choices=METHODS[:3], default="imsat")
     demo.add_argument("--seed", type=int, default=0)
     demo.add_argument("--quiet", action="store_true", help="no per-epoch progress lines")
+    demo.add_argument("--plot", metavar="PNG", help="save the embedding, training curves and "
+                      "confusion matrix here (needs matplotlib)")
     demo.set_defaults(run=_demo)
 
     fit = commands.add_parser("fit", help="cluster a data file (.npy, .npz or .csv)")
@@ -216,6 +229,8 @@ def _parser():
                      help="write the training state here after every epoch; rerunning the "
                           "same command resumes an interrupted fit from it")
     fit.add_argument("--quiet", action="store_true", help="no per-epoch progress lines")
+    fit.add_argument("--plot", metavar="PNG", help="save the embedding and training curves "
+                     "here (needs matplotlib)")
     fit.set_defaults(run=_fit)
 
     predict = commands.add_parser("predict", help="label a data file with a saved model")
@@ -253,7 +268,7 @@ def main(argv=None):
     except (CommandError, DataFileError, FileNotFoundError) as error:
         print(f"npclust {args.command}: error: {error}", file=sys.stderr)
         return 2
-    except (ValueError, TypeError, OSError) as error:
+    except (ValueError, TypeError, OSError, ImportError) as error:
         print(f"npclust {args.command}: error: {error}", file=sys.stderr)
         return 2
     except FloatingPointError as error:

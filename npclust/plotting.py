@@ -1,0 +1,137 @@
+"""One-page picture of a fit: the embedding in 2-D, the training curves, the confusion matrix.
+
+Needs matplotlib (``pip install npclust[plot]``), imported only when a plot is made;
+the figure is rendered with the non-interactive Agg backend, so it works without a
+display.
+"""
+
+import numpy as np
+
+from .io import atomic_write
+from .metrics import cluster_to_class_mapping, contingency_matrix
+
+__all__ = ["principal_components", "plot_fit"]
+
+
+def principal_components(Z, n_components=2):
+    """Project the rows of ``Z`` on their first principal axes (centred SVD).
+
+    Parameters
+    ----------
+    Z : ndarray of shape (n_samples, n_features)
+    n_components : int, default=2
+
+    Returns
+    -------
+    ndarray of shape (n_samples, n_components)
+        Zero columns pad the result when ``Z`` has fewer features than components.
+    """
+    Z = np.asarray(Z, dtype=np.float64)
+    centred = Z - Z.mean(axis=0)
+    _, _, directions = np.linalg.svd(centred, full_matrices=False)
+    projected = centred @ directions[:n_components].T
+    if projected.shape[1] < n_components:
+        projected = np.hstack([projected, np.zeros((Z.shape[0], n_components - projected.shape[1]))])
+    return projected
+
+
+def _import_pyplot():
+    try:
+        import matplotlib
+    except ImportError:
+        raise ImportError(
+            "plots need matplotlib; install it with: pip install 'npclust[plot]'"
+        ) from None
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
+def _plot_embedding(axis, model, X, labels):
+    points = principal_components(model.transform(X))
+    colours = np.asarray(labels) % 20
+    axis.scatter(points[:, 0], points[:, 1], c=colours, cmap="tab20" if labels.max() >= 10
+                 else "tab10", s=6, alpha=0.7, linewidths=0)
+    for cluster in np.unique(labels):
+        centre = np.median(points[labels == cluster], axis=0)
+        axis.annotate(str(cluster), centre, ha="center", va="center", fontsize=9,
+                      fontweight="bold", bbox=dict(boxstyle="round,pad=0.15", fc="white",
+                                                   alpha=0.8, lw=0))
+    axis.set_title(f"{type(model).__name__}: transform(X), first two principal axes")
+    axis.set_xlabel("PC 1")
+    axis.set_ylabel("PC 2")
+
+
+def _plot_history(axis, history):
+    loss_keys = ("loss", "reconstruction", "inertia")
+    drawn = False
+    for stage in dict.fromkeys(entry["stage"] for entry in history):
+        entries = [entry for entry in history if entry["stage"] == stage]
+        key = next((k for k in loss_keys if k in entries[0]), None)
+        if key is None or len(entries) < 2:
+            continue
+        axis.plot([entry["epoch"] for entry in entries], [entry[key] for entry in entries],
+                  marker=".", label=f"{stage}: {key}")
+        drawn = True
+    axis.set_title("training curves")
+    axis.set_xlabel("epoch (or target update)")
+    if drawn:
+        axis.legend(fontsize=8, loc="upper right")
+    monitored = [entry for entry in history if "acc" in entry]
+    monitored = [entry for entry in monitored if entry["stage"] == monitored[-1]["stage"]] if (
+        monitored) else []
+    if len(monitored) > 1:
+        accuracy_axis = axis.twinx()
+        accuracy_axis.plot([entry["epoch"] for entry in monitored],
+                           [entry["acc"] for entry in monitored], color="black", lw=1, ls="--",
+                           label=f"{monitored[-1]['stage']}: ACC (monitoring)")
+        accuracy_axis.set_ylim(0, 1)
+        accuracy_axis.set_ylabel("ACC (labels used for monitoring only)")
+        accuracy_axis.legend(fontsize=8, loc="lower right")
+
+
+def _plot_confusion(axis, y, labels):
+    table, classes, clusters = contingency_matrix(y, labels)
+    mapping = cluster_to_class_mapping(y, labels)
+    class_position = {label: index for index, label in enumerate(classes)}
+    # Clusters in the order of the class each is matched to, so a good clustering is diagonal.
+    order = sorted(range(len(clusters)),
+                   key=lambda j: class_position.get(mapping.get(clusters[j]), len(classes)))
+    table = table[:, order]
+    axis.imshow(table, cmap="Blues")
+    for (i, j), count in np.ndenumerate(table):
+        if count:
+            axis.text(j, i, str(count), ha="center", va="center", fontsize=7,
+                      color="white" if count > table.max() / 2 else "black")
+    axis.set_xticks(range(len(order)), [str(clusters[j]) for j in order])
+    axis.set_yticks(range(len(classes)), [str(c) for c in classes])
+    axis.set_xlabel("cluster")
+    axis.set_ylabel("class")
+    axis.set_title("confusion matrix (clusters matched to classes)")
+
+
+def plot_fit(model, X, path, y=None):
+    """Save a PNG of a fitted model: embedding, training curves, and confusion if ``y`` is known.
+
+    Parameters
+    ----------
+    model : fitted npclust estimator
+    X : ndarray of shape (n_samples, n_features)
+        Data to project (usually the training data).
+    path : str or os.PathLike
+        Where to write the PNG (atomically).
+    y : array_like of shape (n_samples,), optional
+        Known classes, for the confusion matrix.
+    """
+    plt = _import_pyplot()
+    labels = model.predict(X)
+    n_panels = 3 if y is not None else 2
+    figure, axes = plt.subplots(1, n_panels, figsize=(6 * n_panels, 5.2))
+    _plot_embedding(axes[0], model, X, labels)
+    _plot_history(axes[1], model.history_)
+    if y is not None:
+        _plot_confusion(axes[2], np.asarray(y), labels)
+    figure.tight_layout()
+    atomic_write(path, lambda file: figure.savefig(file, format="png", dpi=110))
+    plt.close(figure)

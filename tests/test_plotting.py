@@ -1,0 +1,74 @@
+"""Plots of a fit (matplotlib extra): a readable PNG from the API and from the command line."""
+
+import numpy as np
+import pytest
+
+from npclust.cluster import DEC, IMSAT
+from npclust.datasets import make_blobs
+from npclust.plotting import principal_components
+
+
+def test_principal_components_orders_axes_by_variance():
+    rng = np.random.default_rng(0)
+    Z = rng.standard_normal((500, 3)) * [10.0, 1.0, 0.1]
+    projected = principal_components(Z)
+    assert projected.shape == (500, 2)
+    variances = projected.var(axis=0)
+    assert variances[0] == pytest.approx(100, rel=0.2) and variances[1] == pytest.approx(1, rel=0.2)
+    assert principal_components(Z[:, :1]).shape == (500, 2)
+
+
+@pytest.fixture
+def blobs():
+    X, y = make_blobs(n_samples=150, n_features=4, centers=3, random_state=1)
+    return (X - X.mean(axis=0)) / X.std(axis=0), y
+
+
+@pytest.mark.parametrize("make", [
+    lambda: IMSAT(n_clusters=3, hidden_dims=(16,), epochs=4, n_neighbors=5, random_state=0),
+    lambda: DEC(n_clusters=3, hidden_dims=(16,), latent_dim=2, pretrain_epochs=3, max_iter=20,
+                update_interval=10, random_state=0),
+])
+@pytest.mark.parametrize("with_labels", [True, False])
+def test_plot_fit_writes_a_png(blobs, tmp_path, make, with_labels):
+    pytest.importorskip("matplotlib")
+    from npclust.plotting import plot_fit
+
+    X, y = blobs
+    model = make().fit(X, y if with_labels else None)
+    path = tmp_path / "fit.png"
+    plot_fit(model, X, path, y=y if with_labels else None)
+    assert path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert not list(tmp_path.glob(".*tmp"))
+
+
+def test_cli_fit_plot(blobs, tmp_path):
+    pytest.importorskip("matplotlib")
+    from npclust.cli import main
+
+    X, _ = blobs
+    np.save(tmp_path / "X.npy", X.astype(np.float32))
+    status = main(["fit", str(tmp_path / "X.npy"), "--n-clusters", "3", "--method", "kmeans",
+                   "--quiet", "--output", str(tmp_path / "labels.csv"),
+                   "--plot", str(tmp_path / "fit.png")])
+    assert status == 0
+    assert (tmp_path / "fit.png").read_bytes()[:4] == b"\x89PNG"
+
+
+def test_missing_matplotlib_is_a_clear_error(blobs, tmp_path, monkeypatch):
+    import builtins
+
+    from npclust import plotting
+
+    real_import = builtins.__import__
+
+    def no_matplotlib(name, *args, **kwargs):
+        if name.startswith("matplotlib"):
+            raise ImportError("no matplotlib")
+        return real_import(name, *args, **kwargs)
+
+    monkeypatch.setattr(builtins, "__import__", no_matplotlib)
+    X, _ = blobs
+    model = IMSAT(n_clusters=3, hidden_dims=(8,), epochs=1, n_neighbors=5, random_state=0).fit(X)
+    with pytest.raises(ImportError, match=r"npclust\[plot\]"):
+        plotting.plot_fit(model, X, tmp_path / "x.png")
