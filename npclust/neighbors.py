@@ -119,7 +119,16 @@ def kth_neighbor_distance(X, k, chunk_size=None, return_indices=False):
     # scales with the squared norms: centring keeps offset data (every feature near
     # 1e4, say) rankable in float32. The subtraction is exact for such data (Sterbenz).
     centered = X - X.mean(axis=0, dtype=np.float64).astype(dtype)
-    half_sq_norms = 0.5 * np.einsum("ij,ij->i", centered, centered)
+    with np.errstate(over="ignore"):
+        half_sq_norms = 0.5 * np.einsum("ij,ij->i", centered, centered)
+    if not np.all(np.isfinite(half_sq_norms)):
+        # Squared norms beyond the dtype's range would turn every score into inf or NaN
+        # and the neighbour choice into garbage.
+        raise ValueError(
+            f"X is too large for distances in {np.dtype(dtype).name}: squared norms overflow "
+            f"(largest |value| {float(np.max(np.abs(X))):.3g}); rescale the data"
+            + (" or use float64" if dtype == np.float32 else "")
+        )
     # The padding columns beyond n stay +inf for good, so they are never selected.
     block_buffer = np.full((chunk_size, width), np.inf, dtype=dtype)
     distances = np.empty(n_samples, dtype=dtype)

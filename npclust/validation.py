@@ -11,6 +11,7 @@ import sys
 import numpy as np
 
 __all__ = ["NotFittedError", "check_array", "check_is_fitted", "check_positive", "check_integer",
+           "check_layer_widths",
            "check_option"]
 
 # Finiteness is checked in row chunks so a large (possibly memory-mapped) input
@@ -243,3 +244,12 @@ def check_option(value, name, options):
     if value not in options:
         raise ValueError(f"unknown {name} {value!r}; valid values are {sorted(options)}")
     return value
+
+
+def check_layer_widths(value, name):
+    """Return ``value`` (hidden layer widths) as a tuple of positive ints, else raise naming it."""
+    if (not isinstance(value, (tuple, list))
+            or any(isinstance(width, bool) or not isinstance(width, (int, np.integer)) or width < 1
+                   for width in value)):
+        raise ValueError(f"{name} must be a tuple of positive integers, got {value!r}")
+    return tuple(int(width) for width in value)

@@ -267,23 +267,10 @@ def test_degenerate_data_gives_finite_valid_results(name, kind):
     _check_fitted(model, X)
 
 
-_IDENTICAL_POINTS_WARN = pytest.mark.xfail(
-    strict=True, raises=RuntimeWarning,
-    reason="k-means on data with fewer distinct points than clusters divides 0/0 in the "
-           "Lloyd update (kmeans._lloyd: new_centers /= counts, a count reset to 0 after "
-           "reassigning an empty cluster), leaking NumPy's 'invalid value encountered in "
-           "divide' RuntimeWarning; DEC/IDEC inherit it through their k-means init. "
-           "The results stay finite (previous test); a clear warning of its own, like "
-           "scikit-learn's ConvergenceWarning, would be the fix")
-
-
 def _warning_cases():
     for name in NAMES:
         for kind in DEGENERATE:
-            warns = kind in ("all identical", "all zero") and name != "imsat"
-            warns |= kind == "tiny scale" and name in ("dec", "idec")
-            marks = [_IDENTICAL_POINTS_WARN] if warns else []
-            yield pytest.param(name, kind, marks=marks, id=f"{kind}-{name}")
+            yield pytest.param(name, kind, id=f"{kind}-{name}")
 
 
 @no_warnings
@@ -328,12 +315,6 @@ def test_dec_clusters_that_empty_during_self_training(name):
 
 @pytest.mark.parametrize("name", ["dec", "idec"])
 @pytest.mark.parametrize("n_init", [1, 2])
-@pytest.mark.xfail(strict=True, reason="DEC._objective computes sum(p * (log p - log q)) with "
-                   "np.log: when soft assignments underflow to exactly 0 (well separated "
-                   "clusters, large alpha) it is 0 * (-inf - -inf) = NaN with 'divide by zero' "
-                   "and 'invalid value' RuntimeWarnings; objective_ is NaN and, with n_init > 1, "
-                   "NaN never compares smaller, so the best-run selection is wrong. kl_div (xlogy, "
-                   "log-space log q) gives the finite value")
 def test_dec_objective_finite_with_confident_assignments(name, n_init):
     X, _ = make_blobs(n_samples=120, n_features=4, centers=2, cluster_std=0.3, random_state=0)
     with warnings.catch_warnings():
@@ -343,19 +324,12 @@ def test_dec_objective_finite_with_confident_assignments(name, n_init):
     assert np.isfinite(model.objective_)
 
 
-@pytest.mark.xfail(strict=True, reason="k-means computes squared distances by the expansion "
-                   "|x|^2 - 2 x.c + |c|^2, which overflows float64 for |x| > ~1e154: distances "
-                   "become inf/NaN (RuntimeWarnings only), inertia_ is NaN and the labels are "
-                   "wrong. Scaling every point by the same factor must not change the labels "
-                   "(or the input should be refused with a ValueError)")
-def test_kmeans_labels_are_scale_invariant_up_to_float64_range():
+def test_kmeans_refuses_data_whose_squared_distances_overflow():
     X, _ = make_blobs(n_samples=60, n_features=2, centers=3, cluster_std=0.3, random_state=0)
     reference = make("kmeans").fit(X).labels_
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", RuntimeWarning)
-        scaled = make("kmeans").fit(X * 1e160)
-    np.testing.assert_array_equal(scaled.labels_, reference)
-    assert np.isfinite(scaled.inertia_)
+    np.testing.assert_array_equal(make("kmeans").fit(X * 1e100).labels_, reference)
+    with pytest.raises(ValueError, match="too large for squared distances"):
+        make("kmeans").fit(X * 1e160)
 
 
 # ------------------------------------------------------------- divergence
@@ -440,16 +414,7 @@ def test_dec_divergence_keeps_the_last_good_target_update(monkeypatch, name):
     _check_fitted(model, X)
 
 
-_REFIT_XFAIL = pytest.mark.xfail(
-    strict=True, reason="a refit that diverges in DEC/IDEC pretraining replaces encoder_/"
-    "decoder_/history_/n_iter_ but leaves cluster_centers_, labels_ and n_features_in_ of the "
-    "previous fit (DEC._keep_last_good -> _set_fitted without centers): the estimator mixes "
-    "two fits, predict on the new data raises a feature-count error and on the old data "
-    "disagrees with labels_. It should be left consistent (all from one fit, or not fitted)")
-
-
-@pytest.mark.parametrize("name", ["imsat", pytest.param("dec", marks=_REFIT_XFAIL),
-                                  pytest.param("idec", marks=_REFIT_XFAIL)])
+@pytest.mark.parametrize("name", ["imsat", "dec", "idec"])
 def test_failed_refit_leaves_a_consistent_estimator(name):
     X_old = np.random.default_rng(6).standard_normal((40, 4))
     diverging, X_new = _diverging(name)
@@ -465,10 +430,6 @@ def test_failed_refit_leaves_a_consistent_estimator(name):
         np.testing.assert_array_equal(model.predict(X_new), model.labels_)
 
 
-@pytest.mark.xfail(strict=True, raises=IndexError, reason="neighbors.kth_neighbor_distance on "
-                   "float32 data whose squared norms overflow (|x| > ~1e19) gets NaN scores and "
-                   "returns an out-of-range neighbour index: IMSAT.fit (and `npclust fit`, with "
-                   "a traceback) dies with IndexError instead of a FloatingPointError/ValueError")
 def test_imsat_with_overflowing_distances_fails_cleanly():
     X = np.random.default_rng(0).normal(size=(40, 2)) * 1e30
     with warnings.catch_warnings():

@@ -145,9 +145,14 @@ class ClusteringEstimator:
         return self.fit(X, y).transform(X)
 
     def _dtype(self):
-        dtype = np.dtype(getattr(self, "dtype", "float32"))
+        requested = getattr(self, "dtype", "float32")
+        try:
+            # np.dtype(None) would silently mean float64.
+            dtype = None if requested is None else np.dtype(requested)
+        except TypeError:
+            dtype = None
         if dtype not in (np.float32, np.float64):
-            raise ValueError(f"dtype must be 'float32' or 'float64', got {dtype}")
+            raise ValueError(f"dtype must be 'float32' or 'float64', got {requested!r}")
         return dtype
 
     # --------------------------------------------------------------- inference

@@ -5,7 +5,7 @@ import numpy as np
 from .. import nn
 from ..losses import dec_loss, mse, student_t_assignment, target_distribution
 from ..optim import Adam
-from ..validation import check_integer, check_positive
+from ..validation import check_integer, check_layer_widths, check_positive
 from .base import ClusteringEstimator, TrainingLog, check_finite_loss, in_chunks, minibatches
 from .checkpoint import BatchStream, open_checkpoint, prefixed, unprefixed
 from .kmeans import kmeans
@@ -151,12 +151,7 @@ class DEC(ClusteringEstimator):
     def _validate_params(self, X):
         n_samples = X.shape[0]
         check_integer(self.n_clusters, "n_clusters", 2, n_samples)
-        if (not isinstance(self.hidden_dims, (tuple, list))
-                or any(isinstance(d, bool) or not isinstance(d, (int, np.integer)) or d < 1
-                       for d in self.hidden_dims)):
-            raise ValueError(
-                f"hidden_dims must be a tuple of positive integers, got {self.hidden_dims!r}"
-            )
+        check_layer_widths(self.hidden_dims, "hidden_dims")
         check_integer(self.latent_dim, "latent_dim", 1)
         check_positive(self.alpha, "alpha")
         check_integer(self.pretrain_epochs, "pretrain_epochs", 1)
@@ -224,6 +219,11 @@ class DEC(ClusteringEstimator):
             self.labels_ = student_t_assignment(
                 self._encode(encoder, X), self.cluster_centers_, self.alpha).argmax(axis=1)
             self.n_features_in_ = X.shape[1]
+        else:
+            # Stopped before clustering: whatever a previous fit left must not pass as
+            # the result of this one.
+            for attribute in ("cluster_centers_", "labels_", "n_features_in_", "objective_"):
+                self.__dict__.pop(attribute, None)
 
     def _fit_once(self, X, y, rng, restart, state):
         prefix = f"restart {restart + 1}/{self.n_init} " if self.n_init > 1 else ""
@@ -405,9 +405,11 @@ class DEC(ClusteringEstimator):
 
     def _objective(self, X, encoder, decoder, centers):
         """KL(P || Q) on the whole data set with P from the final Q."""
-        soft_assignment = student_t_assignment(self._encode(encoder, X), centers.data, self.alpha)
-        target = target_distribution(soft_assignment)
-        return float(np.sum(target * (np.log(target) - np.log(soft_assignment)))) / X.shape[0]
+        z = self._encode(encoder, X)
+        target = target_distribution(student_t_assignment(z, centers.data, self.alpha))
+        # dec_loss works in log space, so assignments that underflow to 0 stay finite.
+        objective, _, _ = dec_loss(z, centers.data, target, self.alpha)
+        return objective
 
     # --------------------------------------------------------------- inference
     @staticmethod

@@ -6,7 +6,7 @@ from .. import nn
 from ..functional import log_softmax, log_softmax_backward, softmax
 from ..losses import kl_div, mutual_information
 from ..optim import Adam
-from ..validation import check_integer, check_positive
+from ..validation import check_integer, check_layer_widths, check_positive
 from .base import ClusteringEstimator, TrainingLog, check_finite_loss, in_chunks, minibatches
 from .checkpoint import open_checkpoint, prefixed, unprefixed
 
@@ -111,9 +111,7 @@ class IMSAT(ClusteringEstimator):
     def _validate_params(self, X):
         n_samples = X.shape[0]
         check_integer(self.n_clusters, "n_clusters", 2, n_samples)
-        if any(isinstance(d, bool) or not isinstance(d, (int, np.integer)) or d < 1
-               for d in self.hidden_dims):
-            raise ValueError(f"hidden_dims must be positive integers, got {self.hidden_dims!r}")
+        check_layer_widths(self.hidden_dims, "hidden_dims")
         check_positive(self.mu, "mu", allow_zero=True)
         check_positive(self.lam, "lam")
         check_positive(self.xi, "xi")

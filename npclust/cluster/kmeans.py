@@ -49,23 +49,19 @@ def _lloyd(X, centers, X_squared_norms, max_iter, tol):
     """Lloyd iterations from ``centers``; returns (centers, labels, inertia, n_iter).
 
     Stops when the squared center shift summed over centers is at most ``tol``
-    (already scaled to the data). An emptied cluster is moved onto the point that is
-    currently farthest from its center, so k clusters stay k clusters.
+    (already scaled to the data). An emptied cluster takes over the point farthest
+    from its center among clusters that can spare one, so k clusters stay k clusters
+    as long as there are k distinct points.
     """
     n_clusters = centers.shape[0]
     for n_iter in range(1, max_iter + 1):
         distances = _squared_distances(X, centers, X_squared_norms)
         labels = distances.argmin(axis=1)
         counts = np.bincount(labels, minlength=n_clusters)
+        if np.any(counts == 0):
+            _fill_empty_clusters(distances[np.arange(X.shape[0]), labels], labels, counts)
         new_centers = np.zeros_like(centers)
         np.add.at(new_centers, labels, X)
-        for empty in np.flatnonzero(counts == 0):
-            farthest = distances[np.arange(X.shape[0]), labels].argmax()
-            new_centers[empty], counts[empty] = X[farthest], 1
-            distances[farthest] = 0.0
-            counts[labels[farthest]] -= 1
-            new_centers[labels[farthest]] -= X[farthest]
-            labels[farthest] = empty
         new_centers /= counts[:, None]
         shift = float(np.sum((new_centers - centers) ** 2))
         centers = new_centers
@@ -75,6 +71,28 @@ def _lloyd(X, centers, X_squared_norms, max_iter, tol):
     labels = distances.argmin(axis=1)
     inertia = float(distances[np.arange(X.shape[0]), labels].sum())
     return centers, labels, inertia, n_iter
+
+
+def _fill_empty_clusters(point_distances, labels, counts):
+    """Give each empty cluster one point, in place: the farthest from its own center
+    among points whose cluster keeps at least one other point."""
+    point_distances = point_distances.astype(np.float64)
+    for empty in np.flatnonzero(counts == 0):
+        movable = np.where(counts[labels] > 1, point_distances, -np.inf)
+        point = int(movable.argmax())
+        counts[labels[point]] -= 1
+        labels[point], counts[empty] = empty, 1
+        point_distances[point] = -np.inf
+
+
+def _check_magnitude(X):
+    """Refuse data whose squared distances would overflow float64 (|x| beyond ~1e150)."""
+    largest = float(np.max(np.abs(X))) if X.size else 0.0
+    if largest * largest * X.shape[1] > np.finfo(np.float64).max / 16:
+        raise ValueError(
+            f"X has values up to {largest:.3g}, too large for squared distances in float64; "
+            "rescale the data (k-means labels do not change under a common scale factor)"
+        )
 
 
 def kmeans(X, n_clusters, n_init=10, max_iter=300, tol=1e-4, random_state=None):
@@ -105,6 +123,7 @@ def kmeans(X, n_clusters, n_init=10, max_iter=300, tol=1e-4, random_state=None):
     """
     rng = check_random_state(random_state)
     X = np.asarray(X)
+    _check_magnitude(X)
     X_squared_norms = np.einsum("ij,ij->i", X, X)
     scaled_tol = tol * float(np.mean(np.var(X, axis=0)))
     best = None
