@@ -15,7 +15,8 @@ __version__ = "0.1.0"
 
 _SUBMODULES = (
     "cluster", "datafile", "datasets", "functional", "gradcheck", "gradcheck_suite", "interop",
-    "io", "losses", "metrics", "neighbors", "nn", "optim", "random", "saturation", "validation",
+    "io", "losses", "metrics", "neighbors", "nn", "optim", "plotting", "random", "reference",
+    "saturation", "validation",
 )
 _NAMES = {
     "IMSAT": "cluster", "DEC": "cluster", "IDEC": "cluster", "KMeans": "cluster",
