@@ -170,9 +170,20 @@ class Module:
         if workspace is None:
             workspace = self.__dict__["_workspace"] = {}
         array = workspace.get(name)
-        if array is None or array.shape != shape or array.dtype != dtype:
+        # A workspace restored read-only (an unpickled memory map) cannot be written into.
+        if (array is None or array.shape != shape or array.dtype != dtype
+                or not array.flags.writeable):
             array = workspace[name] = np.empty(shape, dtype)
         return array
+
+    def __getstate__(self):
+        """Pickle without the workspace and the arrays cached for ``backward``.
+
+        The next forward pass recreates both; keeping them would store batch-sized
+        activations next to the weights.
+        """
+        return {name: None if name.startswith("_") and isinstance(value, np.ndarray) else value
+                for name, value in self.__dict__.items() if name != "_workspace"}
 
     # ---------------------------------------------------------- introspection
     def children(self):
@@ -576,10 +587,11 @@ class ELU(Module):
         return self._y
 
     def backward(self, dy, input_grad=True):
-        """dy/dx = 1 for x > 0, ``y + alpha`` (= alpha * exp(x)) otherwise."""
+        """dy/dx = 1 for x > 0, ``alpha * exp(x)`` (= y + alpha) otherwise."""
         if not input_grad:
             return None
-        return dy * np.where(self._x > 0, 1, self._y + self.alpha)
+        # alpha * exp(x) directly: y + alpha cancels catastrophically for very negative x.
+        return dy * np.where(self._x > 0, 1, self.alpha * np.exp(np.minimum(self._x, 0)))
 
     def extra_repr(self):
         return f"alpha={self.alpha}"

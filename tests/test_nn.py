@@ -274,3 +274,27 @@ def test_requires_grad_off_leaves_gradients_and_still_returns_input_gradient():
     net(x)
     net.backward(dy)
     assert any(np.any(p.grad != 0) for p in net.parameters())
+
+
+def test_elu_gradient_accurate_for_very_negative_inputs():
+    x = np.array([[-40.0, -20.0, -17.0, -1.0]])
+    for dtype in (np.float32, np.float64):
+        module = nn.ELU(alpha=1.5)
+        module(x.astype(dtype))
+        gradient = module.backward(np.ones((1, 4), dtype=dtype))
+        np.testing.assert_allclose(gradient, 1.5 * np.exp(x), rtol=1e-6)
+
+
+def test_pickled_modules_drop_caches_and_still_work():
+    import pickle
+
+    network = nn.Sequential(nn.Linear(6, 32, rng=0), nn.BatchNorm1d(32), nn.ReLU(),
+                            nn.Linear(32, 3, rng=1))
+    x = np.random.default_rng(0).standard_normal((500, 6)).astype(np.float32)
+    network(x)
+    network.backward(np.ones((500, 3), dtype=np.float32))
+    restored = pickle.loads(pickle.dumps(network))
+    assert len(pickle.dumps(network)) < 6 * 32 * 4 + 32 * 3 * 4 + 4096
+    network.eval()
+    restored.eval()
+    np.testing.assert_array_equal(restored(x), network(x))

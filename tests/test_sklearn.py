@@ -4,7 +4,6 @@ npclust never imports scikit-learn; these tests run when it is installed (the
 ``sklearn`` extra) and skip cleanly otherwise.
 """
 
-import functools
 import inspect
 import pickle
 import warnings
@@ -55,26 +54,8 @@ ONE_CLUSTER_CHECKS = [
 ]
 ONE_CLUSTER_REASON = "sets n_clusters=1, which npclust rejects (at least 2 clusters)"
 
-# joblib-loading an estimator with mmap_mode="r" makes every array in it read-only,
-# including the scratch buffers npclust.nn modules keep (and pickle) between calls;
-# ReLU refills such a buffer in predict. Affects the estimators with networks.
-READONLY_PICKLE_REASON = (
-    "predict after loading as a read-only memory map: nn.ReLU writes into a pickled "
-    "scratch buffer, which is read-only then"
-)
-
-
 def expected_failed_checks(estimator):
     return {name: ONE_CLUSTER_REASON for name in ONE_CLUSTER_CHECKS}
-
-
-def _fails_on_readonly_scratch_buffer(estimator, check):
-    return (
-        not isinstance(estimator, KMeans)
-        and isinstance(check, functools.partial)
-        and check.func.__name__ == "check_estimators_pickle"
-        and check.keywords.get("readonly_memmap")
-    )
 
 
 if SKLEARN_VERSION >= (1, 6):
@@ -91,11 +72,6 @@ if SKLEARN_VERSION >= (1, 6):
 
     @_parametrize
     def test_sklearn_estimator_checks(estimator, check):
-        if _fails_on_readonly_scratch_buffer(estimator, check):
-            # Strict: once the failure is fixed this test fails, so the entry goes.
-            with pytest.raises(ValueError, match="read-only"):
-                check(estimator)
-            pytest.xfail(READONLY_PICKLE_REASON)
         check(estimator)
 else:
     @pytest.mark.skip(reason="expected_failed_checks needs scikit-learn >= 1.6")
