@@ -13,7 +13,7 @@ import time
 
 import numpy as np
 
-from ..metrics import adjusted_rand_score, clustering_accuracy, normalized_mutual_info_score
+from .. import metrics
 from ..validation import check_array, check_is_fitted
 
 __all__ = ["ClusteringEstimator", "TrainingLog", "in_chunks", "minibatches", "check_finite_loss"]
@@ -237,9 +237,9 @@ class TrainingLog:
         entry.update({name: int(value) if isinstance(value, (int, np.integer)) else float(value)
                       for name, value in values.items()})
         if self.y is not None and labels is not None:
-            entry["acc"] = clustering_accuracy(self.y, labels)
-            entry["nmi"] = normalized_mutual_info_score(self.y, labels)
-            entry["ari"] = adjusted_rand_score(self.y, labels)
+            entry["acc"] = metrics.clustering_accuracy(self.y, labels)
+            entry["nmi"] = metrics.normalized_mutual_info_score(self.y, labels)
+            entry["ari"] = metrics.adjusted_rand_score(self.y, labels)
         elapsed = time.perf_counter() - self._start
         entry["elapsed"] = elapsed
         self.records.append(entry)
