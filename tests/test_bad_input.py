@@ -304,7 +304,7 @@ def _param_cases():
                                id=f"{name}-{param}={value!r}")
 
 
-@pytest.mark.parametrize("name, param, value, error, message", _param_cases())
+@pytest.mark.parametrize("name, param, value, error, message", list(_param_cases()))
 def test_invalid_hyper_parameter(name, param, value, error, message):
     model = make(name, **{param: value})  # __init__ stores, fit validates
     with pytest.raises(error, match=message):

@@ -274,7 +274,7 @@ def _warning_cases():
 
 
 @no_warnings
-@pytest.mark.parametrize("name, kind", _warning_cases())
+@pytest.mark.parametrize("name, kind", list(_warning_cases()))
 def test_degenerate_data_raises_no_numpy_warnings(name, kind):
     make(name).fit(_degenerate(kind))
 

@@ -259,6 +259,13 @@ class TrainingLog:
             print(line, file=sys.stderr, flush=True)
 
 
+def report_choice(verbose, message):
+    """A one-off progress message (e.g. which restart was kept): logged, and printed if verbose."""
+    logger.info(message)
+    if verbose:
+        print(message, file=sys.stderr, flush=True)
+
+
 def check_finite_loss(value, what, restore):
     """Stop training on a NaN or infinite loss, after restoring the last good weights.
 

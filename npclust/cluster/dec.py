@@ -6,7 +6,8 @@ from .. import nn
 from ..losses import dec_loss, mse, student_t_assignment, target_distribution
 from ..optim import Adam
 from ..validation import check_integer, check_layer_widths, check_positive
-from .base import ClusteringEstimator, TrainingLog, check_finite_loss, in_chunks, minibatches
+from .base import (ClusteringEstimator, TrainingLog, check_finite_loss, in_chunks, minibatches,
+                   report_choice)
 from .checkpoint import BatchStream, open_checkpoint, prefixed, unprefixed
 from .kmeans import kmeans
 
@@ -202,9 +203,13 @@ class DEC(ClusteringEstimator):
             run = self._fit_once(X, y, rng, restart, state)
             if state.best is None or run["objective"] < state.best["objective"]:
                 state.best = {key: run[key] for key in ("objective", "n_iter", "history")}
+                state.best["restart"] = restart
                 state.best_arrays = {**prefixed("encoder", run["encoder"].state_dict()),
                                      **prefixed("decoder", run["decoder"].state_dict()),
                                      "centers": run["centers"].data.copy()}
+        if self.n_init > 1:
+            report_choice(self.verbose, f"kept restart {state.best['restart'] + 1}/{self.n_init}: "
+                          f"lowest KL(P || Q) = {state.best['objective']:.4f}")
         self._set_fitted(X, *self._build_networks(X.shape[1], rng=0), state.best_arrays,
                          state.best["history"], state.best["n_iter"])
         self.objective_ = state.best["objective"]

@@ -7,7 +7,8 @@ from ..functional import log_softmax, log_softmax_backward, softmax
 from ..losses import kl_div, mutual_information
 from ..optim import Adam
 from ..validation import check_integer, check_layer_widths, check_positive
-from .base import ClusteringEstimator, TrainingLog, check_finite_loss, in_chunks, minibatches
+from .base import (ClusteringEstimator, TrainingLog, check_finite_loss, in_chunks, minibatches,
+                   report_choice)
 from .checkpoint import open_checkpoint, prefixed, unprefixed
 
 __all__ = ["IMSAT"]
@@ -173,8 +174,11 @@ class IMSAT(ClusteringEstimator):
                               **prefixed("best", best_state)})
             objective = self._objective(network, X)
             if best is None or objective < best["objective"]:
-                best = {"objective": objective, "history": log.records}
+                best = {"objective": objective, "history": log.records, "restart": restart}
                 best_state = network.state_dict()
+        if self.n_init > 1:
+            report_choice(self.verbose, f"kept restart {best['restart'] + 1}/{self.n_init}: "
+                          f"lowest objective H(Y|X) - mu H(Y) = {best['objective']:.4f}")
         self.network_ = self._build_network(X.shape[1], rng=0)
         self.network_.load_state_dict(best_state)
         self.objective_, self.history_, self.n_iter_ = best["objective"], best["history"], self.epochs
