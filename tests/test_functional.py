@@ -2,6 +2,7 @@ import warnings
 
 import numpy as np
 import pytest
+from logit_kinds import LOGIT_KINDS, random_logits
 import scipy.special
 from numpy.testing import assert_allclose, assert_array_equal
 
@@ -44,23 +45,6 @@ SPECIAL_ROWS = np.array(
 )
 
 
-def random_logits(shape, kind, rng):
-    """Float64 logits of a named difficulty for gradient checks."""
-    if kind == "benign":
-        return rng.normal(scale=2.0, size=shape)
-    if kind == "large":
-        # +-30: probabilities span e^-60, gradients still far above difference noise.
-        return rng.uniform(-30.0, 30.0, size=shape)
-    if kind == "ties":
-        return rng.integers(0, 2, size=shape).astype(np.float64)
-    if kind == "near_one_hot":
-        x = rng.normal(scale=0.5, size=shape)
-        x.reshape(-1)[:: shape[-1] + 1] += 25.0
-        return x
-    raise ValueError(kind)
-
-
-GRADIENT_CASES = ["benign", "large", "ties", "near_one_hot"]
 
 
 def assert_matches_numerical(f, x, analytic, indices=None):
@@ -218,7 +202,7 @@ def test_entropy_from_probs_zero_log_zero_convention():
 
 
 @pytest.mark.parametrize("shape, axis", SHAPES_AXES)
-@pytest.mark.parametrize("kind", GRADIENT_CASES)
+@pytest.mark.parametrize("kind", LOGIT_KINDS)
 @pytest.mark.parametrize("keepdims", [False, True])
 def test_logsumexp_backward(shape, axis, kind, keepdims):
     rng = np.random.default_rng(3)
@@ -234,7 +218,7 @@ def test_logsumexp_backward(shape, axis, kind, keepdims):
 
 
 @pytest.mark.parametrize("shape, axis", SHAPES_AXES)
-@pytest.mark.parametrize("kind", GRADIENT_CASES)
+@pytest.mark.parametrize("kind", LOGIT_KINDS)
 def test_softmax_backward(shape, axis, kind):
     rng = np.random.default_rng(4)
     x = random_logits(shape, kind, rng)
@@ -244,7 +228,7 @@ def test_softmax_backward(shape, axis, kind):
 
 
 @pytest.mark.parametrize("shape, axis", SHAPES_AXES)
-@pytest.mark.parametrize("kind", GRADIENT_CASES)
+@pytest.mark.parametrize("kind", LOGIT_KINDS)
 def test_log_softmax_backward(shape, axis, kind):
     rng = np.random.default_rng(5)
     x = random_logits(shape, kind, rng)
@@ -254,7 +238,7 @@ def test_log_softmax_backward(shape, axis, kind):
 
 
 @pytest.mark.parametrize("shape, axis", SHAPES_AXES)
-@pytest.mark.parametrize("kind", GRADIENT_CASES)
+@pytest.mark.parametrize("kind", LOGIT_KINDS)
 def test_entropy_backward(shape, axis, kind):
     rng = np.random.default_rng(6)
     x = random_logits(shape, kind, rng)

@@ -2,6 +2,7 @@ import warnings
 
 import numpy as np
 import pytest
+from logit_kinds import LOGIT_KINDS, random_logits
 import scipy.special
 from numpy.testing import assert_allclose, assert_array_equal
 
@@ -20,21 +21,6 @@ def assert_matches_numerical(f, x, analytic, indices=None):
     assert_allclose(analytic, numerical, rtol=1e-5, atol=1e-7)
 
 
-def logits_of_kind(kind, shape, rng):
-    if kind == "benign":
-        return rng.normal(scale=2.0, size=shape)
-    if kind == "large":
-        return rng.uniform(-30.0, 30.0, size=shape)
-    if kind == "ties":
-        return rng.integers(0, 2, size=shape).astype(np.float64)
-    if kind == "near_one_hot":
-        x = rng.normal(scale=0.5, size=shape)
-        x[np.arange(shape[0]), rng.integers(0, shape[1], size=shape[0])] += 25.0
-        return x
-    raise ValueError(kind)
-
-
-LOGIT_KINDS = ["benign", "large", "ties", "near_one_hot"]
 
 
 def random_simplex_rows(shape, rng):
@@ -82,7 +68,7 @@ def test_cross_entropy_hand_computed():
 @pytest.mark.parametrize("kind", LOGIT_KINDS)
 def test_cross_entropy_gradient(kind):
     rng = np.random.default_rng(1)
-    logits = logits_of_kind(kind, (6, 4), rng)
+    logits = random_logits((6, 4), kind, rng)
     labels = rng.integers(0, 4, size=6)
     loss, dlogits = losses.cross_entropy(logits, labels)
     assert np.isfinite(loss)
@@ -193,7 +179,7 @@ def test_mutual_information_extremes():
 @pytest.mark.parametrize("mu", [1.0, 4.0])
 def test_mutual_information_gradient(kind, mu):
     rng = np.random.default_rng(4)
-    logits = logits_of_kind(kind, (7, 4), rng)
+    logits = random_logits((7, 4), kind, rng)
     _, dlogits = losses.mutual_information(logits, mu=mu)
     assert_matches_numerical(lambda x: losses.mutual_information(x, mu=mu)[0], logits, dlogits)
 
