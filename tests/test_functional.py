@@ -2,12 +2,11 @@ import warnings
 
 import numpy as np
 import pytest
-from logit_kinds import LOGIT_KINDS, random_logits
+from gradient_cases import LOGIT_KINDS, assert_matches_numerical, random_logits
 import scipy.special
 from numpy.testing import assert_allclose, assert_array_equal
 
 from npclust import functional as F
-from npclust.gradcheck import numerical_gradient
 
 inf = np.inf
 
@@ -47,13 +46,6 @@ SPECIAL_ROWS = np.array(
 
 
 
-def assert_matches_numerical(f, x, analytic, indices=None):
-    """Compare an analytic gradient with npclust.gradcheck's central differences."""
-    numerical = numerical_gradient(f, x, indices=indices)
-    if indices is not None:
-        numerical = numerical.reshape(-1)[indices]
-        analytic = np.asarray(analytic).reshape(-1)[indices]
-    assert_allclose(analytic, numerical, rtol=1e-5, atol=1e-7)
 
 
 # ----------------------------------------------------------------------------- forwards

@@ -1,6 +1,9 @@
-"""Logits of named difficulty shared by the gradient tests of functional and losses."""
+"""Shared by the gradient tests of functional and losses: awkward logits and the comparison."""
 
 import numpy as np
+from numpy.testing import assert_allclose
+
+from npclust.gradcheck import numerical_gradient
 
 LOGIT_KINDS = ["benign", "large", "ties", "near_one_hot"]
 
@@ -20,3 +23,12 @@ def random_logits(shape, kind, rng):
         x.reshape(-1)[:: shape[-1] + 1] += 25.0
         return x
     raise ValueError(kind)
+
+
+def assert_matches_numerical(f, x, analytic, indices=None):
+    """Compare an analytic gradient with npclust.gradcheck's central differences."""
+    numerical = numerical_gradient(f, x, indices=indices)
+    if indices is not None:
+        numerical = numerical.reshape(-1)[indices]
+        analytic = np.asarray(analytic).reshape(-1)[indices]
+    assert_allclose(analytic, numerical, rtol=1e-5, atol=1e-7)
