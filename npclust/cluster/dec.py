@@ -235,14 +235,13 @@ class DEC(ClusteringEstimator):
         encoder, decoder = self._build_networks(X.shape[1], rng)
         saved = state.take(restart, "cluster")
         if saved is None:
-            history = self._pretrain(X, y, encoder, decoder, rng, prefix,
-                                     lambda done: state.save(restart, "pretrain", done),
-                                     state.take(restart, "pretrain"))
-            history = list(history)
+            pretrain_history = self._pretrain(
+                X, y, encoder, decoder, rng, prefix,
+                lambda done: state.save(restart, "pretrain", done), state.take(restart, "pretrain"))
             centers, initial_labels = self._initial_centers(self._encode(encoder, X), rng)
             init_log = TrainingLog(1, self.verbose, y, stage=prefix + "kmeans init")
             init_log.record(1, labels=initial_labels)
-            history += init_log.records
+            history = pretrain_history + init_log.records
         else:
             progress, arrays = saved
             encoder.load_state_dict(unprefixed("encoder", arrays))
