@@ -16,7 +16,8 @@ import numpy as np
 from .. import metrics
 from ..validation import check_array, check_is_fitted
 
-__all__ = ["ClusteringEstimator", "TrainingLog", "in_chunks", "minibatches", "check_finite_loss"]
+__all__ = ["ClusteringEstimator", "TrainingLog", "in_chunks", "evaluate", "minibatches",
+           "check_finite_loss"]
 
 logger = logging.getLogger("npclust")
 
@@ -209,6 +210,12 @@ def in_chunks(function, X):
         function(X[start:start + PREDICT_CHUNK_ROWS])
         for start in range(0, X.shape[0], PREDICT_CHUNK_ROWS)
     ])
+
+
+def evaluate(module, X):
+    """Evaluation-mode output of ``module`` on all of ``X``, computed in bounded-size chunks."""
+    module.eval()
+    return in_chunks(module, X)
 
 
 class TrainingLog:

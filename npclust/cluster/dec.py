@@ -6,7 +6,7 @@ from .. import nn
 from ..losses import dec_loss, mse, student_t_assignment, target_distribution
 from ..optim import Adam
 from ..validation import check_integer, check_layer_widths, check_positive
-from .base import (ClusteringEstimator, TrainingLog, check_finite_loss, in_chunks, minibatches,
+from .base import (ClusteringEstimator, TrainingLog, check_finite_loss, evaluate, minibatches,
                    report_choice)
 from .checkpoint import BatchStream, open_checkpoint, prefixed, unprefixed
 from .kmeans import kmeans
@@ -222,7 +222,7 @@ class DEC(ClusteringEstimator):
         if "centers" in arrays:
             self.cluster_centers_ = np.array(arrays["centers"])
             self.labels_ = student_t_assignment(
-                self._encode(encoder, X), self.cluster_centers_, self.alpha).argmax(axis=1)
+                evaluate(encoder, X), self.cluster_centers_, self.alpha).argmax(axis=1)
             self.n_features_in_ = X.shape[1]
         else:
             # Stopped before clustering: whatever a previous fit left must not pass as
@@ -238,7 +238,7 @@ class DEC(ClusteringEstimator):
             pretrain_history = self._pretrain(
                 X, y, encoder, decoder, rng, prefix,
                 lambda done: state.save(restart, "pretrain", done), state.take(restart, "pretrain"))
-            centers, initial_labels = self._initial_centers(self._encode(encoder, X), rng)
+            centers, initial_labels = self._initial_centers(evaluate(encoder, X), rng)
             init_log = TrainingLog(1, self.verbose, y, stage=prefix + "kmeans init")
             init_log.record(1, labels=initial_labels)
             history = pretrain_history + init_log.records
@@ -354,7 +354,7 @@ class DEC(ClusteringEstimator):
             if not resuming and (n_iter % self.update_interval == 0 or n_iter == self.max_iter):
                 # The target comes from the soft assignments of the whole data set.
                 soft_assignment = student_t_assignment(
-                    self._encode(encoder, X), centers.data, self.alpha)
+                    evaluate(encoder, X), centers.data, self.alpha)
                 labels = soft_assignment.argmax(axis=1)
                 if previous_labels is not None:
                     steps = n_iter - (log.records[-1]["iteration"] if log.records else 0)
@@ -409,18 +409,13 @@ class DEC(ClusteringEstimator):
 
     def _objective(self, X, encoder, decoder, centers):
         """KL(P || Q) on the whole data set with P from the final Q."""
-        z = self._encode(encoder, X)
+        z = evaluate(encoder, X)
         target = target_distribution(student_t_assignment(z, centers.data, self.alpha))
         # dec_loss works in log space, so assignments that underflow to 0 stay finite.
         objective, _, _ = dec_loss(z, centers.data, target, self.alpha)
         return objective
 
     # --------------------------------------------------------------- inference
-    @staticmethod
-    def _encode(encoder, X):
-        encoder.eval()
-        return in_chunks(encoder, X)
-
     def _untrained_modules(self, n_features):
         encoder, decoder = self._build_networks(n_features, rng=0)
         return {"encoder_": encoder, "decoder_": decoder}

@@ -7,7 +7,7 @@ from ..functional import log_softmax, log_softmax_backward, softmax
 from ..losses import kl_div, mutual_information
 from ..optim import Adam
 from ..validation import check_integer, check_layer_widths, check_positive
-from .base import (ClusteringEstimator, TrainingLog, check_finite_loss, in_chunks, minibatches,
+from .base import (ClusteringEstimator, TrainingLog, check_finite_loss, evaluate, minibatches,
                    report_choice)
 from .checkpoint import open_checkpoint, prefixed, unprefixed
 
@@ -182,7 +182,7 @@ class IMSAT(ClusteringEstimator):
         self.network_ = self._build_network(X.shape[1], rng=0)
         self.network_.load_state_dict(best_state)
         self.objective_, self.history_, self.n_iter_ = best["objective"], best["history"], self.epochs
-        self.labels_ = _logits_of(self.network_, X).argmax(axis=1)
+        self.labels_ = evaluate(self.network_, X).argmax(axis=1)
 
     def _train_epoch(self, X, y, rng, network, optimizer, log, epoch):
         """One pass over the data; on a non-finite loss, keep the last epoch's weights and stop."""
@@ -195,7 +195,7 @@ class IMSAT(ClusteringEstimator):
         for value, name in zip(totals, ("loss", "mutual information", "VAT")):
             check_finite_loss(value, f"IMSAT {name}", lambda: self._keep_last_good(
                 network, last_good, X, log))
-        labels = _logits_of(network, X).argmax(axis=1) if y is not None else None
+        labels = evaluate(network, X).argmax(axis=1) if y is not None else None
         log.record(epoch, labels=labels, loss=totals[0], conditional_minus_mu_marginal=totals[1],
                    vat=totals[2])
 
@@ -205,7 +205,7 @@ class IMSAT(ClusteringEstimator):
         network.load_state_dict(last_good)
         self.network_, self.history_, self.n_iter_ = network, log.records, len(log.records)
         self.objective_ = self._objective(network, X)
-        self.labels_ = _logits_of(network, X).argmax(axis=1)
+        self.labels_ = evaluate(network, X).argmax(axis=1)
         self.n_features_in_ = X.shape[1]
 
     def _step(self, network, optimizer, x, batch, rng):
@@ -252,7 +252,7 @@ class IMSAT(ClusteringEstimator):
 
     # --------------------------------------------------------------- inference
     def _objective(self, network, X):
-        value, _ = mutual_information(_logits_of(network, X), mu=self.mu)
+        value, _ = mutual_information(evaluate(network, X), mu=self.mu)
         return value
 
     def _untrained_modules(self, n_features):
@@ -267,12 +267,6 @@ class IMSAT(ClusteringEstimator):
 
     def _embed(self, X_chunk):
         return self._logits(X_chunk)
-
-
-def _logits_of(network, X):
-    """Evaluation-mode logits of ``X``, computed in bounded-size chunks."""
-    network.eval()
-    return in_chunks(network, X)
 
 
 def _track_running_stats(network, track):
