@@ -5,7 +5,8 @@ float32 data and reports
 
 * the neighbour search (``npclust.neighbors.kth_neighbor_distance``, the distance to
   the 10th nearest neighbour that sets the VAT radius): a one-off O(n^2 d) cost, one
-  chunked GEMM per block of rows;
+  chunked GEMM per block of rows, next to its **GEMM floor** (the same products of
+  the data with itself, in the same chunks, timed alone in the same run);
 * the time per training epoch (from ``history_``'s elapsed times): O(n), so the
   time per 10,000 samples should stay flat.
 
@@ -44,6 +45,17 @@ def timed_neighbor_search(record):
     return original
 
 
+def neighbor_search_gemm_floor(X):
+    """Seconds for the search's matrix products alone: every chunk of rows times X.T."""
+    chunk_size = max(1, npclust.neighbors._BLOCK_BYTES // (X.shape[0] * X.itemsize))
+    scores = np.empty((chunk_size, X.shape[0]), dtype=X.dtype)
+    start = time.perf_counter()
+    for first in range(0, X.shape[0], chunk_size):
+        rows = X[first:first + chunk_size]
+        np.matmul(rows, X.T, out=scores[:len(rows)])
+    return time.perf_counter() - start
+
+
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--sizes", type=int, nargs="+", default=[10_000, 20_000, 40_000, 70_000])
@@ -60,7 +72,8 @@ def main(argv=None):
     searches = []
     original = timed_neighbor_search(searches)
     rows = []
-    header = (f"{'n':>7} {'neighbour search':>17} {'per 1e8 pairs':>14} {'epoch':>9} "
+    header = (f"{'n':>7} {'neighbour search':>17} {'GEMM floor':>11} {'ratio':>6} "
+              f"{'per 1e8 pairs':>14} {'epoch':>9} "
               f"{'epoch per 10k':>14} {'steps/s':>8}")
     print(header + "\n" + "-" * len(header))
     try:
@@ -73,13 +86,16 @@ def main(argv=None):
             epochs = np.diff([0.0] + elapsed)
             epoch = float(np.median(epochs))
             search = searches[0] if searches else float("nan")
+            floor = neighbor_search_gemm_floor(X) if searches else float("nan")
             steps = int(np.ceil(n_samples / model.batch_size))
-            row = {"n": n_samples, "neighbour_search_s": search, "epoch_s": epoch,
+            row = {"n": n_samples, "neighbour_search_s": search,
+                   "neighbour_search_gemm_floor_s": floor, "epoch_s": epoch,
                    "epochs_s": epochs.tolist(), "epoch_per_10k_s": epoch * 1e4 / n_samples,
                    "steps_per_s": steps / epoch,
                    "search_per_1e8_pairs_s": search / (n_samples ** 2 / 1e8)}
             rows.append(row)
-            print(f"{n_samples:7d} {search:16.2f}s {row['search_per_1e8_pairs_s']:13.3f}s "
+            print(f"{n_samples:7d} {search:16.2f}s {floor:10.2f}s {search / floor:6.2f} "
+                  f"{row['search_per_1e8_pairs_s']:13.3f}s "
                   f"{epoch:8.2f}s {row['epoch_per_10k_s']:13.2f}s {row['steps_per_s']:8.1f}",
                   flush=True)
     finally:
