@@ -203,6 +203,7 @@ def test_verbose_prints_progress_to_stderr(blobs, capsys):
     captured = capsys.readouterr()
     assert captured.out == ""
     assert "epoch 2/2" in captured.err and "elapsed" in captured.err and "remaining" in captured.err
+    assert f"k-th neighbour distances (k = 5) of {len(X)} samples" in captured.err
 
 
 def test_predict_in_chunks_matches_whole(fitted, blobs, monkeypatch):
