@@ -1,10 +1,12 @@
 """Distance from every sample to its k-th nearest other sample, without an n x n matrix.
 
 IMSAT perturbs each sample within a radius proportional to the distance to its 10th
-nearest neighbour, on data as large as MNIST (70,000 x 784). The brute-force answer
-needs all n^2 pairwise distances, but never all at once: rows are processed in chunks,
-each chunk's distances to every sample come from one matrix product (BLAS, all cores),
-and only the selected neighbour of each row survives the chunk.
+nearest neighbour, on data as large as MNIST (70,000 x 784). The exact answer needs
+all n^2 pairwise distances, but never all at once. For the small k IMSAT uses, the
+search walks over square tiles of pairs, each computed once by a matrix product
+(BLAS, all cores) and used for both of its row blocks; every row keeps its k best
+candidates so far, and a tile's entries are examined only where they beat them. For
+large k, rows are processed in chunks against all samples instead.
 """
 
 import numpy as np
@@ -13,9 +15,19 @@ from .validation import check_array, check_integer
 
 __all__ = ["kth_neighbor_distance"]
 
-# Target size of one chunk's block of scores (chunk_size x n). Large enough that the
-# matrix product runs at full BLAS speed, small enough to stay out of the way.
+# Target size of one chunk's block of scores (chunk_size x n) in the row-chunk search.
+# Large enough that the matrix product runs at full BLAS speed, small enough to stay
+# out of the way.
 _BLOCK_BYTES = 64 << 20
+
+# Rows per tile of the symmetric search: a 1024 x 1024 x 784 product runs at full BLAS
+# speed, and the tile's scores (4 MB in float32) stay in the last-level cache for the
+# passes that filter them.
+_TILE_ROWS = 1024
+
+# The symmetric search keeps n x k candidate scores and indices; beyond this k the
+# row-chunk search, whose memory does not grow with k, takes over.
+_MAX_K_SYMMETRIC = 64
 
 
 def kth_neighbor_distance(X, k, chunk_size=None, return_indices=False):
@@ -30,8 +42,9 @@ def kth_neighbor_distance(X, k, chunk_size=None, return_indices=False):
         Which neighbour, in ``[1, n_samples - 1]``. The sample itself is never its own
         neighbour, but other rows equal to it are, at distance 0.
     chunk_size : int or None, default=None
-        Rows processed at once. None picks the number of rows whose block of scores
-        against all samples takes about 64 MB.
+        Rows per block. For ``k <= 64`` the side of the square tiles of pairs (None:
+        1024); for larger k the rows processed at once against all samples (None:
+        the number whose block of scores takes about 64 MB).
     return_indices : bool, default=False
         Also return the index of the neighbour each distance was measured to.
 
@@ -49,38 +62,49 @@ def kth_neighbor_distance(X, k, chunk_size=None, return_indices=False):
     TypeError
         If `k` or `chunk_size` is not an integer, or `X` is not numeric.
     ValueError
-        If `k` is outside ``[1, n_samples - 1]``, `chunk_size` is smaller than 1, or
-        `X` is not a finite 2-D array.
-
-    Notes
+        If `k` is outside ``    Notes
     -----
-    For a row chunk ``C`` the squared distances follow from one matrix product,
+    **Scores.** The squared distances follow from matrix products,
 
     .. math:: \|x_i - x_j\|^2 = \|x_i\|^2 - 2\, x_i \cdot x_j + \|x_j\|^2 .
 
     Within row ``i`` the term :math:`\|x_i\|^2` is a constant, so neighbours are
-    ranked by the score :math:`\|x_j\|^2 / 2 - x_i \cdot x_j` alone: one GEMM into a
-    preallocated block plus one broadcast subtraction. The diagonal entries (each row
-    against itself) are set to :math:`+\infty`, which excludes the sample itself even
+    ranked by the score :math:`s_{ij} = \|x_j\|^2 / 2 - x_i \cdot x_j` alone. Pairs
+    of a row with itself get :math:`+\infty`, which excludes the sample itself even
     when duplicates tie with it.
 
-    Selecting the k-th smallest of each row with ``np.partition`` would cost about
-    as much again as the GEMM (a few ns per entry against ~10 ns), so the selection
+    **Symmetric tiles** (``k <= 64``). The product :math:`x_i \cdot x_j` is the same
+    for both rows of a pair, so each tile :math:`S = X_I X_J^T` (row blocks
+    ``I < J``) is computed once and serves rows I (scores :math:`\|x_j\|^2/2 -
+    S_{ij}`) and rows J (:math:`\|x_i\|^2/2 - S_{ij}`, read down the columns): half
+    the flops of ranking every row against all samples. Every row keeps its k best
+    candidates, seeded from its own block's diagonal tile; from a tile only the
+    entries below a row's current k-th best score are merged, found by one
+    comparison pass. After a few tiles such entries are rare, so the filtering costs
+    a few vectorised passes per tile. Memory: the tiles plus ``n x k`` candidates.
+
+    **Row chunks** (``k > 64``). Each chunk of rows is scored against all samples by
+    one GEMM into a preallocated block. Selecting the k-th smallest of each row with
+    ``np.partition`` would cost about as much again as the GEMM, so the selection
     first groups the columns into ``g ~ sqrt(n / k)`` interleaved groups per row and
     takes each group's minimum (one vectorised pass). The k groups with the smallest
     minima contain the k smallest entries of the row: any entry outside them is
     preceded by the k minima of the chosen groups. Only those ``k g`` candidates are
-    partitioned.
+    partitioned. The diagonal tiles of the symmetric search use the same selection.
+    Memory: :math:`O(\text{chunk\_size} \cdot n)`, whatever k.
 
-    The identity loses precision to cancellation when two samples are close compared
-    with their norms. The data are therefore centred first (distances do not change,
-    the norms shrink), and the distance to the selected neighbour is recomputed
-    directly as ``||x_i - x_j||`` from the original rows: duplicates give exactly 0,
-    and only the choice among near-ties depends on the rounding of the GEMM.
+    **Precision.** The identity loses precision to cancellation when two samples are
+    close compared with their norms. The data are therefore centred first (distances
+    do not change, the norms shrink), and the distance to the selected neighbour is
+    recomputed directly as ``||x_i - x_j||`` from the original rows: duplicates give
+    exactly 0, and only the choice among near-ties depends on the rounding of the
+    GEMM (so float32 results may differ from float64 ones by that rounding).
 
-    The cost is :math:`O(n^2 d)` floating-point work (one GEMM of the data against
-    itself, ``2 n^2 d`` flops). Memory is one centred copy of `X` plus
-    :math:`O(\text{chunk\_size} \cdot n)` for the block of scores and the
+    **Cost.** :math:`O(n^2 d)` floating-point work: ``n^2 d`` flops for symmetric
+    tiles, ``2 n^2 d`` for row chunks. Both need one centred copy of `X`; no
+    ``n x n`` array is formed.
+
+k\_size} \cdot n)` for the block of scores and the
     selection; no ``n x n`` array is formed.
 
     Examples
@@ -102,38 +126,62 @@ def kth_neighbor_distance(X, k, chunk_size=None, return_indices=False):
             f"k must be in [1, n - 1] = [1, {n_samples - 1}] for X with n = {n_samples} "
             f"samples (each sample has n - 1 other samples), got k = {k}"
         )
-
-    # Interleaved column groups: group r holds columns r, r + n_groups, r + 2 n_groups...
-    # g = sqrt(n / k) balances the two selections (n / g minima, k g candidates).
-    group_size = max(1, int(np.sqrt(n_samples / k)))
-    n_groups = -(-n_samples // group_size)
-    width = group_size * n_groups
-
-    if chunk_size is None:
-        chunk_size = max(1, _BLOCK_BYTES // (width * X.itemsize))
-    else:
+    if chunk_size is not None:
         chunk_size = check_integer(chunk_size, "chunk_size", minimum=1)
-    chunk_size = min(chunk_size, n_samples)
 
-    # Distances are translation invariant, but the rounding error of the identity below
+    centered, half_sq_norms = _centered(X)
+    if k <= _MAX_K_SYMMETRIC:
+        neighbors = _symmetric_search(centered, half_sq_norms, k, chunk_size or _TILE_ROWS)
+    else:
+        neighbors = _row_chunk_search(centered, half_sq_norms, k, chunk_size)
+
+    distances = np.empty(n_samples, dtype=dtype)
+    rows_per_pass = max(1, _BLOCK_BYTES // (8 * X.shape[1] * X.itemsize))
+    for start in range(0, n_samples, rows_per_pass):
+        stop = min(start + rows_per_pass, n_samples)
+        difference = X[start:stop] - X[neighbors[start:stop]]
+        distances[start:stop] = np.sqrt(np.einsum("ij,ij->i", difference, difference))
+    if return_indices:
+        return distances, neighbors
+    return distances
+
+
+def _centered(X):
+    """``X`` minus its mean, and half the squared norm of each centred row."""
+    # Distances are translation invariant, but the rounding error of the score identity
     # scales with the squared norms: centring keeps offset data (every feature near
     # 1e4, say) rankable in float32. The subtraction is exact for such data (Sterbenz).
-    centered = X - X.mean(axis=0, dtype=np.float64).astype(dtype)
+    centered = X - X.mean(axis=0, dtype=np.float64).astype(X.dtype)
     with np.errstate(over="ignore"):
         half_sq_norms = 0.5 * np.einsum("ij,ij->i", centered, centered)
     if not np.all(np.isfinite(half_sq_norms)):
         # Squared norms beyond the dtype's range would turn every score into inf or NaN
         # and the neighbour choice into garbage.
         raise ValueError(
-            f"X is too large for distances in {np.dtype(dtype).name}: squared norms overflow "
+            f"X is too large for distances in {X.dtype.name}: squared norms overflow "
             f"(largest |value| {float(np.max(np.abs(X))):.3g}); rescale the data"
-            + (" or use float64" if dtype == np.float32 else "")
+            + (" or use float64" if X.dtype == np.float32 else "")
         )
-    # The padding columns beyond n stay +inf for good, so they are never selected.
-    block_buffer = np.full((chunk_size, width), np.inf, dtype=dtype)
-    distances = np.empty(n_samples, dtype=dtype)
-    indices = np.empty(n_samples, dtype=np.intp)
+    return centered, half_sq_norms
 
+
+def _group_size(width, k):
+    """Columns per interleaved group: g = sqrt(width / k) balances the two selections
+    of :func:`_smallest_columns` (width / g minima, k g candidates)."""
+    return max(1, int(np.sqrt(width / k)))
+
+
+def _row_chunk_search(centered, half_sq_norms, k, chunk_size):
+    """Index of each row's k-th nearest neighbour, one chunk of rows against all."""
+    n_samples = centered.shape[0]
+    group_size = _group_size(n_samples, k)
+    width = group_size * -(-n_samples // group_size)
+    if chunk_size is None:
+        chunk_size = max(1, _BLOCK_BYTES // (width * centered.itemsize))
+    chunk_size = min(chunk_size, n_samples)
+    # The padding columns beyond n stay +inf for good, so they are never selected.
+    block_buffer = np.full((chunk_size, width), np.inf, dtype=centered.dtype)
+    neighbors = np.empty(n_samples, dtype=np.intp)
     for start in range(0, n_samples, chunk_size):
         stop = min(start + chunk_size, n_samples)
         rows = np.arange(stop - start)
@@ -142,32 +190,126 @@ def kth_neighbor_distance(X, k, chunk_size=None, return_indices=False):
         np.matmul(centered[start:stop], centered.T, out=scores)
         np.subtract(half_sq_norms, scores, out=scores)
         scores[rows, start + rows] = np.inf
-        neighbors = _kth_smallest_column(block, k, group_size)
-
-        difference = X[start:stop] - X[neighbors]
-        distances[start:stop] = np.sqrt(np.einsum("ij,ij->i", difference, difference))
-        indices[start:stop] = neighbors
-
-    if return_indices:
-        return distances, indices
-    return distances
+        neighbors[start:stop] = _smallest_columns(block, k, group_size)[:, k - 1]
+    return neighbors
 
 
-def _kth_smallest_column(block, k, group_size):
-    """Column index of the k-th smallest entry of each row of `block`.
+def _symmetric_search(centered, half_sq_norms, k, tile_rows):
+    """Index of each row's k-th nearest neighbour, each pair's product computed once.
+
+    The rows are cut into blocks of `tile_rows`. First each diagonal tile (a block
+    against itself) gives every row its k best candidates within its own block.
+    Then each off-diagonal tile ``S = X_I X_J^T`` serves twice: as the scores of rows
+    I against columns J, and transposed as those of rows J against columns I. Only
+    the entries below a row's current k-th best score can change its candidates;
+    after the first tiles these are few, so the filtering costs a few vectorised
+    passes over the tile and the merging almost nothing.
+    """
+    n_samples = centered.shape[0]
+    dtype = centered.dtype
+    tile_rows = min(tile_rows, n_samples)
+    starts = list(range(0, n_samples, tile_rows))
+    best_scores = np.full((n_samples, k), np.inf, dtype=dtype)
+    best_columns = np.zeros((n_samples, k), dtype=np.intp)
+
+    group_size = _group_size(tile_rows, k)
+    width = group_size * -(-tile_rows // group_size)
+    diagonal_buffer = np.full((tile_rows, width), np.inf, dtype=dtype)
+    for start in starts:
+        stop = min(start + tile_rows, n_samples)
+        size = stop - start
+        block = diagonal_buffer[:size]
+        scores = block[:, :size]
+        np.matmul(centered[start:stop], centered[start:stop].T, out=scores)
+        np.subtract(half_sq_norms[start:stop], scores, out=scores)
+        scores[np.arange(size), np.arange(size)] = np.inf
+        # The columns beyond this block's size may hold the previous block's scores.
+        block[:, size:] = np.inf
+        found = min(k, size - 1)
+        if found:
+            columns = _smallest_columns(block, found, group_size)
+            best_scores[start:stop, :found] = np.take_along_axis(block, columns, axis=1)
+            best_columns[start:stop, :found] = columns + start
+    # A row's current k-th best score (+inf while it has fewer than k candidates).
+    thresholds = best_scores.max(axis=1)
+
+    product = np.empty((tile_rows, tile_rows), dtype=dtype)
+    scores = np.empty_like(product)
+    for position, row_start in enumerate(starts):
+        row_stop = min(row_start + tile_rows, n_samples)
+        for column_start in starts[position + 1:]:
+            column_stop = min(column_start + tile_rows, n_samples)
+            tile = product[:row_stop - row_start, :column_stop - column_start]
+            np.matmul(centered[row_start:row_stop], centered[column_start:column_stop].T,
+                      out=tile)
+            tile_scores = scores[:tile.shape[0], :tile.shape[1]]
+            # Rows I against columns J: ||x_j||^2 / 2 - x_i . x_j.
+            np.subtract(half_sq_norms[column_start:column_stop], tile, out=tile_scores)
+            local_rows, local_columns = _entries_below(
+                tile_scores, thresholds[row_start:row_stop, None])
+            _merge_candidates(best_scores, best_columns, thresholds, row_start + local_rows,
+                              column_start + local_columns, tile_scores[local_rows, local_columns])
+            # Rows J against columns I: ||x_i||^2 / 2 - x_i . x_j, read down the columns.
+            np.subtract(half_sq_norms[row_start:row_stop, None], tile, out=tile_scores)
+            local_rows, local_columns = _entries_below(
+                tile_scores, thresholds[column_start:column_stop])
+            _merge_candidates(best_scores, best_columns, thresholds,
+                              column_start + local_columns, row_start + local_rows,
+                              tile_scores[local_rows, local_columns])
+
+    # The k-th nearest is the worst of the k best.
+    return best_columns[np.arange(n_samples), np.argmax(best_scores, axis=1)]
+
+
+def _entries_below(scores, thresholds):
+    """Row and column indices of the entries of 2-D `scores` below `thresholds`
+    (broadcast against it). Via the flat indices: for a sparse result ``np.nonzero``
+    on a 2-D mask is about 6 times slower than ``np.flatnonzero`` on NumPy 2.4."""
+    return np.divmod(np.flatnonzero(scores < thresholds), scores.shape[1])
+
+
+def _merge_candidates(best_scores, best_columns, thresholds, rows, columns, scores):
+    """Merge new candidate pairs into each row's k best, in place, and update the
+    rows' thresholds. ``rows`` may repeat and come in any order."""
+    if rows.size == 0:
+        return
+    k = best_scores.shape[1]
+    order = np.argsort(rows, kind="stable")
+    rows, columns, scores = rows[order], columns[order], scores[order]
+    unique_rows, first, counts = np.unique(rows, return_index=True, return_counts=True)
+    # One row of the pool per affected row: its k best, then its new candidates, padded
+    # with +inf to the largest number of new candidates.
+    pool_scores = np.full((unique_rows.size, k + counts.max()), np.inf, dtype=best_scores.dtype)
+    pool_columns = np.zeros(pool_scores.shape, dtype=np.intp)
+    pool_scores[:, :k] = best_scores[unique_rows]
+    pool_columns[:, :k] = best_columns[unique_rows]
+    slot = np.repeat(np.arange(unique_rows.size), counts)
+    offset = k + np.arange(rows.size) - np.repeat(first, counts)
+    pool_scores[slot, offset] = scores
+    pool_columns[slot, offset] = columns
+    keep = np.argpartition(pool_scores, k - 1, axis=1)[:, :k]
+    best_scores[unique_rows] = np.take_along_axis(pool_scores, keep, axis=1)
+    best_columns[unique_rows] = np.take_along_axis(pool_columns, keep, axis=1)
+    thresholds[unique_rows] = best_scores[unique_rows].max(axis=1)
+
+
+def _smallest_columns(block, m, group_size):
+    """Column indices of the m smallest entries of each row of `block`; column
+    ``m - 1`` of the result holds the m-th smallest, the others are unordered.
 
     `block` has ``group_size * n_groups`` columns; group ``r`` of a row is its columns
     ``r, r + n_groups, ...``, so the group minima are one reduction over the middle
-    axis of a reshaped view, vectorised along contiguous memory.
+    axis of a reshaped view, vectorised along contiguous memory. The m groups with
+    the smallest minima hold the m smallest entries of the row.
     """
     if group_size == 1:
-        return np.argpartition(block, k - 1, axis=1)[:, k - 1]
+        return np.argpartition(block, m - 1, axis=1)[:, :m]
     n_rows, width = block.shape
     n_groups = width // group_size
     group_minima = block.reshape(n_rows, group_size, n_groups).min(axis=1)
-    best_groups = np.argpartition(group_minima, k - 1, axis=1)[:, :k]
+    best_groups = np.argpartition(group_minima, m - 1, axis=1)[:, :m]
     offsets = n_groups * np.arange(group_size)
-    candidates = (best_groups[:, :, None] + offsets).reshape(n_rows, k * group_size)
+    candidates = (best_groups[:, :, None] + offsets).reshape(n_rows, m * group_size)
     values = np.take_along_axis(block, candidates, axis=1)
-    kth = np.argpartition(values, k - 1, axis=1)[:, k - 1:k]
-    return np.take_along_axis(candidates, kth, axis=1)[:, 0]
+    smallest = np.argpartition(values, m - 1, axis=1)[:, :m]
+    return np.take_along_axis(candidates, smallest, axis=1)

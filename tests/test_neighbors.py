@@ -82,6 +82,47 @@ def test_grouped_selection_on_clustered_and_sorted_data():
         np.testing.assert_allclose(kth_neighbor_distance(X, k), expected[:, k - 1], atol=1e-9)
 
 
+@pytest.mark.parametrize("order", ["sorted", "interleaved", "shuffled"])
+@pytest.mark.parametrize("chunk_size", [7, 16, 64, None])
+def test_symmetric_tiles_on_clustered_data_in_any_order(order, chunk_size):
+    # Sorted: each tile's own block already holds the neighbours. Interleaved: each
+    # block holds one point per cluster, so the seeds from the diagonal tiles are poor
+    # and the candidates must be corrected by later tiles.
+    rng = np.random.default_rng(4)
+    labels = np.repeat(np.arange(20), 15)
+    X = 30 * rng.standard_normal((20, 5))[labels] + rng.standard_normal((300, 5))
+    if order == "interleaved":
+        X = X[np.argsort(np.tile(np.arange(15), 20), kind="stable")]
+    elif order == "shuffled":
+        X = X[rng.permutation(300)]
+    expected = sorted_other_distances(X)
+    for k in (1, 3, 14, 15, 64):
+        np.testing.assert_allclose(
+            kth_neighbor_distance(X, k, chunk_size=chunk_size), expected[:, k - 1], atol=1e-9)
+
+
+@pytest.mark.parametrize("k", [1, 10, 64])
+def test_symmetric_and_row_chunk_searches_agree(k, monkeypatch):
+    from npclust import neighbors
+
+    rng = np.random.default_rng(5)
+    X = data_with_duplicates_and_ties(500, 6, rng)
+    symmetric = kth_neighbor_distance(X, k, chunk_size=96)
+    monkeypatch.setattr(neighbors, "_MAX_K_SYMMETRIC", 0)
+    row_chunks = kth_neighbor_distance(X, k, chunk_size=96)
+    np.testing.assert_array_equal(symmetric, row_chunks)
+    np.testing.assert_allclose(symmetric, sorted_other_distances(X)[:, k - 1], atol=1e-9)
+
+
+def test_k_just_above_the_symmetric_limit():
+    rng = np.random.default_rng(6)
+    X = rng.standard_normal((200, 3))
+    expected = sorted_other_distances(X)
+    for k in (64, 65):
+        np.testing.assert_allclose(kth_neighbor_distance(X, k, chunk_size=50),
+                                   expected[:, k - 1], atol=1e-9)
+
+
 def test_accepts_lists_and_integers_as_float32():
     distances = kth_neighbor_distance([[0, 0], [3, 4], [6, 8]], 1)
     assert distances.dtype == np.float32
