@@ -5,8 +5,8 @@ float32 data and reports
 
 * the neighbour search (``npclust.neighbors.kth_neighbor_distance``, the distance to
   the 10th nearest neighbour that sets the VAT radius): a one-off O(n^2 d) cost, one
-  chunked GEMM per block of rows, next to its **GEMM floor** (the same products of
-  the data with itself, in the same chunks, timed alone in the same run);
+  GEMM per square tile of pairs, next to its **GEMM floor** (the same tile products,
+  timed alone in the same run);
 * the time per training epoch (from ``history_``'s elapsed times): O(n), so the
   time per 10,000 samples should stay flat.
 
@@ -46,13 +46,17 @@ def timed_neighbor_search(record):
 
 
 def neighbor_search_gemm_floor(X):
-    """Seconds for the search's matrix products alone: every chunk of rows times X.T."""
-    chunk_size = max(1, npclust.neighbors._BLOCK_BYTES // (X.shape[0] * X.itemsize))
-    scores = np.empty((chunk_size, X.shape[0]), dtype=X.dtype)
+    """Seconds for the search's matrix products alone: the tiles ``X_I X_J^T``, J >= I,
+    of ``npclust.neighbors``' symmetric search (k = 10), with the same shapes."""
+    tile_rows = min(npclust.neighbors._TILE_ROWS, X.shape[0])
+    tile = np.empty((tile_rows, tile_rows), dtype=X.dtype)
+    starts = range(0, X.shape[0], tile_rows)
     start = time.perf_counter()
-    for first in range(0, X.shape[0], chunk_size):
-        rows = X[first:first + chunk_size]
-        np.matmul(rows, X.T, out=scores[:len(rows)])
+    for row_start in starts:
+        rows = X[row_start:row_start + tile_rows]
+        for column_start in range(row_start, X.shape[0], tile_rows):
+            columns = X[column_start:column_start + tile_rows]
+            np.matmul(rows, columns.T, out=tile[:len(rows), :len(columns)])
     return time.perf_counter() - start
 
 
