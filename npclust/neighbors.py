@@ -20,6 +20,9 @@ __all__ = ["kth_neighbor_distance"]
 # out of the way.
 _BLOCK_BYTES = 64 << 20
 
+# Differences to the selected neighbours, recomputed directly, this many bytes at a time.
+_DIFFERENCE_BYTES = 8 << 20
+
 # Rows per tile of the symmetric search: a 1024 x 1024 x 784 product runs at full BLAS
 # speed, and the tile's scores (4 MB in float32) stay in the last-level cache for the
 # passes that filter them.
@@ -136,7 +139,7 @@ k\_size} \cdot n)` for the block of scores and the
         neighbors = _row_chunk_search(centered, half_sq_norms, k, chunk_size)
 
     distances = np.empty(n_samples, dtype=dtype)
-    rows_per_pass = max(1, _BLOCK_BYTES // (8 * X.shape[1] * X.itemsize))
+    rows_per_pass = max(1, _DIFFERENCE_BYTES // (X.shape[1] * X.itemsize))
     for start in range(0, n_samples, rows_per_pass):
         stop = min(start + rows_per_pass, n_samples)
         difference = X[start:stop] - X[neighbors[start:stop]]
