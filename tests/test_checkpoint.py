@@ -72,6 +72,25 @@ def test_resumed_fit_equals_uninterrupted(data, tmp_path, monkeypatch, estimator
     assert len(resumed.history_) == len(reference.history_)
 
 
+def test_resumed_imsat_reuses_the_saved_vat_radii(data, tmp_path, monkeypatch):
+    from npclust import neighbors
+
+    params = dict(SETTINGS[IMSAT], n_clusters=3, random_state=11)
+    path = tmp_path / "fit.ckpt.npz"
+    with monkeypatch.context() as patch:
+        _interrupt_after(patch, 3)
+        with pytest.raises(Interrupted):
+            IMSAT(**params, checkpoint=path).fit(data)
+    expected = np.load(path)["vat_radius"]
+
+    def no_search(*args, **kwargs):
+        raise AssertionError("the neighbour search ran again on resume")
+
+    monkeypatch.setattr(neighbors, "kth_neighbor_distance", no_search)
+    resumed = IMSAT(**params, checkpoint=path).fit(data)
+    np.testing.assert_array_equal(resumed.vat_radius_, expected)
+
+
 def test_checkpoint_of_other_data_or_settings_is_refused(data, tmp_path):
     path = tmp_path / "fit.npz"
     IMSAT(**SETTINGS[IMSAT], n_clusters=3, random_state=0, checkpoint=path).fit(data)
