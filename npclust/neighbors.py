@@ -21,7 +21,7 @@ __all__ = ["kth_neighbor_distance"]
 _BLOCK_BYTES = 64 << 20
 
 # Differences to the selected neighbours, recomputed directly, this many bytes at a time.
-_DIFFERENCE_BYTES = 8 << 20
+_DIFFERENCE_BYTES = 2 << 20
 
 # Rows per tile of the symmetric search: a 1024 x 1024 x 784 product runs at full BLAS
 # speed, and the tile's scores (4 MB in float32) stay in the last-level cache for the
@@ -84,7 +84,9 @@ def kth_neighbor_distance(X, k, chunk_size=None, return_indices=False):
     candidates, seeded from its own block's diagonal tile; from a tile only the
     entries below a row's current k-th best score are merged, found by one
     comparison pass. After a few tiles such entries are rare, so the filtering costs
-    a few vectorised passes per tile. Memory: the tiles plus ``n x k`` candidates.
+    a few vectorised passes per tile. Blocks are centred (see Precision) as the
+    tiles use them. Memory: :math:`O(\text{chunk\_size} \cdot (\text{chunk\_size} + d))`
+    for the tiles and blocks plus ``n x k`` candidates; no copy of `X`.
 
     **Row chunks** (``k > 64``). Each chunk of rows is scored against all samples by
     one GEMM into a preallocated block. Selecting the k-th smallest of each row with
@@ -94,7 +96,8 @@ def kth_neighbor_distance(X, k, chunk_size=None, return_indices=False):
     minima contain the k smallest entries of the row: any entry outside them is
     preceded by the k minima of the chosen groups. Only those ``k g`` candidates are
     partitioned. The diagonal tiles of the symmetric search use the same selection.
-    Memory: :math:`O(\text{chunk\_size} \cdot n)`, whatever k.
+    Memory: one centred copy of `X` plus :math:`O(\text{chunk\_size} \cdot n)`,
+    whatever k.
 
     **Precision.** The identity loses precision to cancellation when two samples are
     close compared with their norms. The data are therefore centred first (distances
@@ -104,11 +107,7 @@ def kth_neighbor_distance(X, k, chunk_size=None, return_indices=False):
     GEMM (so float32 results may differ from float64 ones by that rounding).
 
     **Cost.** :math:`O(n^2 d)` floating-point work: ``n^2 d`` flops for symmetric
-    tiles, ``2 n^2 d`` for row chunks. Both need one centred copy of `X`; no
-    ``n x n`` array is formed.
-
-k\_size} \cdot n)` for the block of scores and the
-    selection; no ``n x n`` array is formed.
+    tiles, ``2 n^2 d`` for row chunks. No ``n x n`` array is formed.
 
     Examples
     --------
@@ -132,31 +131,38 @@ k\_size} \cdot n)` for the block of scores and the
     if chunk_size is not None:
         chunk_size = check_integer(chunk_size, "chunk_size", minimum=1)
 
-    centered, half_sq_norms = _centered(X)
+    # Distances are translation invariant, but the rounding error of the score identity
+    # scales with the squared norms: centring keeps offset data (every feature near
+    # 1e4, say) rankable in float32. The subtraction is exact for such data (Sterbenz).
+    mean = X.mean(axis=0, dtype=np.float64).astype(dtype)
+    half_sq_norms = _half_squared_norms(X, mean)
     if k <= _MAX_K_SYMMETRIC:
-        neighbors = _symmetric_search(centered, half_sq_norms, k, chunk_size or _TILE_ROWS)
+        neighbors = _symmetric_search(X, mean, half_sq_norms, k, chunk_size or _TILE_ROWS)
     else:
-        neighbors = _row_chunk_search(centered, half_sq_norms, k, chunk_size)
+        neighbors = _row_chunk_search(X - mean, half_sq_norms, k, chunk_size)
 
     distances = np.empty(n_samples, dtype=dtype)
     rows_per_pass = max(1, _DIFFERENCE_BYTES // (X.shape[1] * X.itemsize))
+    difference_buffer = np.empty((min(rows_per_pass, n_samples), X.shape[1]), dtype=dtype)
     for start in range(0, n_samples, rows_per_pass):
         stop = min(start + rows_per_pass, n_samples)
-        difference = X[start:stop] - X[neighbors[start:stop]]
+        difference = np.subtract(X[start:stop], X[neighbors[start:stop]],
+                                 out=difference_buffer[:stop - start])
         distances[start:stop] = np.sqrt(np.einsum("ij,ij->i", difference, difference))
     if return_indices:
         return distances, neighbors
     return distances
 
 
-def _centered(X):
-    """``X`` minus its mean, and half the squared norm of each centred row."""
-    # Distances are translation invariant, but the rounding error of the score identity
-    # scales with the squared norms: centring keeps offset data (every feature near
-    # 1e4, say) rankable in float32. The subtraction is exact for such data (Sterbenz).
-    centered = X - X.mean(axis=0, dtype=np.float64).astype(X.dtype)
+def _half_squared_norms(X, mean):
+    """Half the squared norm of each row of ``X - mean``, computed a block at a time."""
+    half_sq_norms = np.empty(X.shape[0], dtype=X.dtype)
+    rows_per_pass = max(1, _DIFFERENCE_BYTES // (X.shape[1] * X.itemsize))
     with np.errstate(over="ignore"):
-        half_sq_norms = 0.5 * np.einsum("ij,ij->i", centered, centered)
+        for start in range(0, X.shape[0], rows_per_pass):
+            centered = X[start:start + rows_per_pass] - mean
+            half_sq_norms[start:start + rows_per_pass] = 0.5 * np.einsum(
+                "ij,ij->i", centered, centered)
     if not np.all(np.isfinite(half_sq_norms)):
         # Squared norms beyond the dtype's range would turn every score into inf or NaN
         # and the neighbour choice into garbage.
@@ -165,7 +171,7 @@ def _centered(X):
             f"(largest |value| {float(np.max(np.abs(X))):.3g}); rescale the data"
             + (" or use float64" if X.dtype == np.float32 else "")
         )
-    return centered, half_sq_norms
+    return half_sq_norms
 
 
 def _group_size(width, k):
@@ -197,7 +203,7 @@ def _row_chunk_search(centered, half_sq_norms, k, chunk_size):
     return neighbors
 
 
-def _symmetric_search(centered, half_sq_norms, k, tile_rows):
+def _symmetric_search(X, mean, half_sq_norms, k, tile_rows):
     """Index of each row's k-th nearest neighbour, each pair's product computed once.
 
     The rows are cut into blocks of `tile_rows`. First each diagonal tile (a block
@@ -207,10 +213,20 @@ def _symmetric_search(centered, half_sq_norms, k, tile_rows):
     the entries below a row's current k-th best score can change its candidates;
     after the first tiles these are few, so the filtering costs a few vectorised
     passes over the tile and the merging almost nothing.
+
+    Blocks are centred as they are used (``X - mean``, a pass over ``tile_rows x d``
+    entries per tile, about 3% of its product), so memory stays bounded by the tile
+    size instead of holding a centred copy of `X`.
     """
-    n_samples = centered.shape[0]
-    dtype = centered.dtype
+    n_samples, n_features = X.shape
+    dtype = X.dtype
     tile_rows = min(tile_rows, n_samples)
+    row_block = np.empty((tile_rows, n_features), dtype=dtype)
+    column_block = np.empty((tile_rows, n_features), dtype=dtype)
+
+    def centered_rows(start, stop, block):
+        return np.subtract(X[start:stop], mean, out=block[:stop - start])
+
     starts = list(range(0, n_samples, tile_rows))
     best_scores = np.full((n_samples, k), np.inf, dtype=dtype)
     best_columns = np.zeros((n_samples, k), dtype=np.intp)
@@ -223,7 +239,8 @@ def _symmetric_search(centered, half_sq_norms, k, tile_rows):
         size = stop - start
         block = diagonal_buffer[:size]
         scores = block[:, :size]
-        np.matmul(centered[start:stop], centered[start:stop].T, out=scores)
+        rows = centered_rows(start, stop, row_block)
+        np.matmul(rows, rows.T, out=scores)
         np.subtract(half_sq_norms[start:stop], scores, out=scores)
         scores[np.arange(size), np.arange(size)] = np.inf
         # The columns beyond this block's size may hold the previous block's scores.
@@ -240,11 +257,11 @@ def _symmetric_search(centered, half_sq_norms, k, tile_rows):
     scores = np.empty_like(product)
     for position, row_start in enumerate(starts):
         row_stop = min(row_start + tile_rows, n_samples)
+        rows = centered_rows(row_start, row_stop, row_block)
         for column_start in starts[position + 1:]:
             column_stop = min(column_start + tile_rows, n_samples)
             tile = product[:row_stop - row_start, :column_stop - column_start]
-            np.matmul(centered[row_start:row_stop], centered[column_start:column_stop].T,
-                      out=tile)
+            np.matmul(rows, centered_rows(column_start, column_stop, column_block).T, out=tile)
             tile_scores = scores[:tile.shape[0], :tile.shape[1]]
             # Rows I against columns J: ||x_j||^2 / 2 - x_i . x_j.
             np.subtract(half_sq_norms[column_start:column_stop], tile, out=tile_scores)

@@ -123,6 +123,21 @@ def test_k_just_above_the_symmetric_limit():
                                    expected[:, k - 1], atol=1e-9)
 
 
+def test_memory_is_bounded_by_the_tiles_not_the_data():
+    # No centred copy of X: blocks are centred as the tiles use them.
+    import tracemalloc
+
+    rng = np.random.default_rng(7)
+    X = rng.random((3000, 2000), dtype=np.float32)
+    tracemalloc.start()
+    try:
+        kth_neighbor_distance(X, 10, chunk_size=256)
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert peak < 0.5 * X.nbytes, f"peak {peak / 2**20:.1f} MiB for {X.nbytes / 2**20:.1f} MiB data"
+
+
 def test_accepts_lists_and_integers_as_float32():
     distances = kth_neighbor_distance([[0, 0], [3, 4], [6, 8]], 1)
     assert distances.dtype == np.float32
