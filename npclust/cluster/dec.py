@@ -207,6 +207,8 @@ class DEC(ClusteringEstimator):
                 state.best_arrays = {**prefixed("encoder", run["encoder"].state_dict()),
                                      **prefixed("decoder", run["decoder"].state_dict()),
                                      "centers": run["centers"].data.copy()}
+            # Free this restart's networks and optimizer before the next one is built.
+            del run
         if self.n_init > 1:
             report_choice(self.verbose, f"kept restart {state.best['restart'] + 1}/{self.n_init}: "
                           f"lowest KL(P || Q) = {state.best['objective']:.4f}")

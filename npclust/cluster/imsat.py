@@ -174,6 +174,9 @@ class IMSAT(ClusteringEstimator):
             if best is None or objective < best["objective"]:
                 best = {"objective": objective, "history": log.records, "restart": restart}
                 best_state = network.state_dict()
+            # Free this restart's network, gradients and Adam moments before the next
+            # one is built, rather than holding both at once.
+            del network, optimizer
         if self.n_init > 1:
             report_choice(self.verbose, f"kept restart {best['restart'] + 1}/{self.n_init}: "
                           f"lowest objective H(Y|X) - mu H(Y) = {best['objective']:.4f}")
