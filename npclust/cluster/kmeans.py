@@ -55,22 +55,57 @@ def _lloyd(X, centers, X_squared_norms, max_iter, tol):
     """
     n_clusters = centers.shape[0]
     for n_iter in range(1, max_iter + 1):
-        distances = _squared_distances(X, centers, X_squared_norms)
-        labels = distances.argmin(axis=1)
+        labels, closest, sums = _assign(X, centers, X_squared_norms)
         counts = np.bincount(labels, minlength=n_clusters)
         if np.any(counts == 0):
-            _fill_empty_clusters(distances[np.arange(X.shape[0]), labels], labels, counts)
-        new_centers = np.zeros_like(centers)
-        np.add.at(new_centers, labels, X)
-        new_centers /= counts[:, None]
+            previous = labels.copy()
+            _fill_empty_clusters(closest, labels, counts)
+            for point in np.flatnonzero(labels != previous):
+                sums[previous[point]] -= X[point]
+                sums[labels[point]] += X[point]
+        new_centers = sums / counts[:, None]
         shift = float(np.sum((new_centers - centers) ** 2))
         centers = new_centers
         if shift <= tol:
             break
-    distances = _squared_distances(X, centers, X_squared_norms)
-    labels = distances.argmin(axis=1)
-    inertia = float(distances[np.arange(X.shape[0]), labels].sum())
-    return centers, labels, inertia, n_iter
+    labels, closest, _ = _assign(X, centers, X_squared_norms)
+    return centers, labels, float(closest.sum()), n_iter
+
+
+# Rows of X per block in _assign: 4 MB, which stays in the last-level cache between
+# the distance product and the sum product.
+_ASSIGN_BLOCK_BYTES = 4 << 20
+
+
+def _assign(X, centers, X_squared_norms):
+    """Nearest center of every row, its squared distance, and each cluster's row sum.
+
+    Works through ``X`` in blocks of rows small enough to stay in cache, so the data
+    stream from memory once per iteration rather than once for the distances and
+    again for the sums. A cluster's sum is the product of the block's one-hot
+    assignment matrix with the block (a GEMM; ``np.add.at`` scatters row by row and
+    took 330 ms per iteration on 70,000 x 784).
+    """
+    n_samples, n_features = X.shape
+    n_clusters = centers.shape[0]
+    labels = np.empty(n_samples, dtype=np.intp)
+    closest = np.empty(n_samples, dtype=X.dtype)
+    sums = np.zeros((n_clusters, n_features), dtype=X.dtype)
+    block_rows = max(1, _ASSIGN_BLOCK_BYTES // (n_features * X.itemsize))
+    assignment = np.zeros((n_clusters, min(block_rows, n_samples)), dtype=X.dtype)
+    for start in range(0, n_samples, block_rows):
+        stop = min(start + block_rows, n_samples)
+        block = X[start:stop]
+        distances = _squared_distances(block, centers, X_squared_norms[start:stop])
+        block_labels = distances.argmin(axis=1)
+        rows = np.arange(stop - start)
+        labels[start:stop] = block_labels
+        closest[start:stop] = distances[rows, block_labels]
+        one_hot = assignment[:, :stop - start]
+        one_hot[block_labels, rows] = 1.0
+        sums += one_hot @ block
+        one_hot[block_labels, rows] = 0.0
+    return labels, closest, sums
 
 
 def _fill_empty_clusters(point_distances, labels, counts):
@@ -85,9 +120,22 @@ def _fill_empty_clusters(point_distances, labels, counts):
         point_distances[point] = -np.inf
 
 
+def _mean_feature_variance(X):
+    """``np.mean(np.var(X, axis=0))``, a block of rows at a time instead of through a
+    centred copy of ``X`` (440 MB at 70,000 x 784 in float64)."""
+    mean = X.mean(axis=0)
+    total = 0.0
+    block_rows = max(1, _ASSIGN_BLOCK_BYTES // (X.shape[1] * X.itemsize))
+    for start in range(0, X.shape[0], block_rows):
+        deviations = X[start:start + block_rows] - mean
+        total += float(np.einsum("ij,ij->", deviations, deviations, dtype=np.float64))
+    return total / X.size
+
+
 def _check_magnitude(X):
     """Refuse data whose squared distances would overflow float64 (|x| beyond ~1e150)."""
-    largest = float(np.max(np.abs(X))) if X.size else 0.0
+    # max(|x|) without the temporary array np.abs(X) would allocate.
+    largest = max(float(X.max()), -float(X.min())) if X.size else 0.0
     if largest * largest * X.shape[1] > np.finfo(np.float64).max / 16:
         raise ValueError(
             f"X has values up to {largest:.3g}, too large for squared distances in float64; "
@@ -125,7 +173,7 @@ def kmeans(X, n_clusters, n_init=10, max_iter=300, tol=1e-4, random_state=None):
     X = np.asarray(X)
     _check_magnitude(X)
     X_squared_norms = np.einsum("ij,ij->i", X, X)
-    scaled_tol = tol * float(np.mean(np.var(X, axis=0)))
+    scaled_tol = tol * _mean_feature_variance(X)
     best = None
     for _ in range(n_init):
         seeds = _kmeans_plus_plus(X, n_clusters, X_squared_norms, rng)
