@@ -72,7 +72,7 @@ def read_matrix(path, dtype=np.float32, mmap=True):
         raise
     except UnicodeDecodeError as error:
         raise DataFileError(f"{path}: not UTF-8 text ({error.reason} at byte {error.start})") from None
-    except (OSError, ValueError, EOFError, zipfile.BadZipFile) as error:
+    except (OSError, ValueError, EOFError, zipfile.BadZipFile, NotImplementedError) as error:
         if "pickle" in str(error) or "Python objects" in str(error):
             raise DataFileError(
                 f"{path}: holds Python objects (pickled), which npclust never loads; "

@@ -250,7 +250,9 @@ def _read_archive(path, where):
                         raise ValueError(f"{where}: entry {name!r} holds pickled Python objects, "
                                          "which npclust never loads") from None
                     raise ValueError(f"{where}: entry {name!r} is corrupted ({error})") from None
-    except (zipfile.BadZipFile, zipfile.LargeZipFile, EOFError, OSError) as error:
+    # A damaged header can claim a zip feature Python lacks (NotImplementedError).
+    except (zipfile.BadZipFile, zipfile.LargeZipFile, EOFError, OSError,
+            NotImplementedError) as error:
         raise ValueError(f"{where} is truncated or corrupted ({type(error).__name__}: {error})") from None
     return contents
 

@@ -470,3 +470,16 @@ def test_load_refuses_feature_names_of_the_wrong_length(data, tmp_path):
     path = _with_header(tmp_path / "model.npz", tmp_path / "bad.npz", feature_names_in=["a"])
     with pytest.raises(ValueError, match="feature names"):
         load(path)
+
+
+def test_load_refuses_a_zip_entry_claiming_an_unsupported_zip_version(saved, tmp_path):
+    # Found by hypothesis: a damaged "version needed" field makes zipfile raise
+    # NotImplementedError, which must surface as the usual ValueError.
+    data = bytearray(saved["imsat"].read_bytes())
+    data[4:6] = (64).to_bytes(2, "little")  # first local header: needs zip version 6.4
+    central = data.find(b"PK\x01\x02")
+    data[central + 6:central + 8] = (64).to_bytes(2, "little")
+    damaged = tmp_path / "damaged.npz"
+    damaged.write_bytes(bytes(data))
+    with pytest.raises(ValueError, match="corrupted"):
+        load(damaged)

@@ -105,7 +105,8 @@ class TrainingCheckpoint:
             with np.load(self.path, allow_pickle=False) as archive:
                 arrays = {name: archive[name] for name in archive.files}
             header = json.loads(str(arrays.pop(_HEADER_KEY)))
-        except (ValueError, KeyError, OSError, EOFError, zipfile.BadZipFile) as error:
+        except (ValueError, KeyError, OSError, EOFError, zipfile.BadZipFile,
+                NotImplementedError) as error:
             raise ValueError(f"{where} is unreadable or corrupted ({error})") from None
         if header.get("version") != _CHECKPOINT_VERSION:
             raise ValueError(f"{where} has unknown version {header.get('version')!r}")
