@@ -20,7 +20,8 @@ __all__ = ["kth_neighbor_distance"]
 # out of the way.
 _BLOCK_BYTES = 64 << 20
 
-# Differences to the selected neighbours, recomputed directly, this many bytes at a time.
+# Row-wise passes over X (half squared norms, differences to the selected neighbours)
+# take this many bytes of rows at a time.
 _DIFFERENCE_BYTES = 2 << 20
 
 # Rows per tile of the symmetric search: a 1024 x 1024 x 784 product runs at full BLAS
@@ -142,7 +143,7 @@ def kth_neighbor_distance(X, k, chunk_size=None, return_indices=False):
         neighbors = _row_chunk_search(X - mean, half_sq_norms, k, chunk_size)
 
     distances = np.empty(n_samples, dtype=dtype)
-    rows_per_pass = max(1, _DIFFERENCE_BYTES // (X.shape[1] * X.itemsize))
+    rows_per_pass = _rows_per_pass(X)
     difference_buffer = np.empty((min(rows_per_pass, n_samples), X.shape[1]), dtype=dtype)
     for start in range(0, n_samples, rows_per_pass):
         stop = min(start + rows_per_pass, n_samples)
@@ -154,10 +155,15 @@ def kth_neighbor_distance(X, k, chunk_size=None, return_indices=False):
     return distances
 
 
+def _rows_per_pass(X):
+    """Rows of ``X`` per pass of the row-wise loops, about ``_DIFFERENCE_BYTES``."""
+    return max(1, _DIFFERENCE_BYTES // (X.shape[1] * X.itemsize))
+
+
 def _half_squared_norms(X, mean):
     """Half the squared norm of each row of ``X - mean``, computed a block at a time."""
     half_sq_norms = np.empty(X.shape[0], dtype=X.dtype)
-    rows_per_pass = max(1, _DIFFERENCE_BYTES // (X.shape[1] * X.itemsize))
+    rows_per_pass = _rows_per_pass(X)
     with np.errstate(over="ignore"):
         for start in range(0, X.shape[0], rows_per_pass):
             centered = X[start:start + rows_per_pass] - mean

@@ -58,10 +58,8 @@ def _lloyd(X, centers, X_squared_norms, max_iter, tol):
         labels, closest, sums = _assign(X, centers, X_squared_norms)
         counts = np.bincount(labels, minlength=n_clusters)
         if np.any(counts == 0):
-            previous = labels.copy()
-            _fill_empty_clusters(closest, labels, counts)
-            for point in np.flatnonzero(labels != previous):
-                sums[previous[point]] -= X[point]
+            for point, source in _fill_empty_clusters(closest, labels, counts):
+                sums[source] -= X[point]
                 sums[labels[point]] += X[point]
         new_centers = sums / counts[:, None]
         shift = float(np.sum((new_centers - centers) ** 2))
@@ -75,6 +73,11 @@ def _lloyd(X, centers, X_squared_norms, max_iter, tol):
 # Rows of X per block in _assign: 4 MB, which stays in the last-level cache between
 # the distance product and the sum product.
 _ASSIGN_BLOCK_BYTES = 4 << 20
+
+
+def _block_rows(X):
+    """Rows of ``X`` in one block of about ``_ASSIGN_BLOCK_BYTES``."""
+    return max(1, _ASSIGN_BLOCK_BYTES // (X.shape[1] * X.itemsize))
 
 
 def _assign(X, centers, X_squared_norms):
@@ -91,7 +94,7 @@ def _assign(X, centers, X_squared_norms):
     labels = np.empty(n_samples, dtype=np.intp)
     closest = np.empty(n_samples, dtype=X.dtype)
     sums = np.zeros((n_clusters, n_features), dtype=X.dtype)
-    block_rows = max(1, _ASSIGN_BLOCK_BYTES // (n_features * X.itemsize))
+    block_rows = _block_rows(X)
     assignment = np.zeros((n_clusters, min(block_rows, n_samples)), dtype=X.dtype)
     for start in range(0, n_samples, block_rows):
         stop = min(start + block_rows, n_samples)
@@ -110,14 +113,18 @@ def _assign(X, centers, X_squared_norms):
 
 def _fill_empty_clusters(point_distances, labels, counts):
     """Give each empty cluster one point, in place: the farthest from its own center
-    among points whose cluster keeps at least one other point."""
+    among points whose cluster keeps at least one other point. Returns the moves as
+    ``(point, cluster it left)`` pairs."""
     point_distances = point_distances.astype(np.float64)
+    moves = []
     for empty in np.flatnonzero(counts == 0):
         movable = np.where(counts[labels] > 1, point_distances, -np.inf)
         point = int(movable.argmax())
+        moves.append((point, int(labels[point])))
         counts[labels[point]] -= 1
         labels[point], counts[empty] = empty, 1
         point_distances[point] = -np.inf
+    return moves
 
 
 def _mean_feature_variance(X):
@@ -125,7 +132,7 @@ def _mean_feature_variance(X):
     centred copy of ``X`` (440 MB at 70,000 x 784 in float64)."""
     mean = X.mean(axis=0)
     total = 0.0
-    block_rows = max(1, _ASSIGN_BLOCK_BYTES // (X.shape[1] * X.itemsize))
+    block_rows = _block_rows(X)
     for start in range(0, X.shape[0], block_rows):
         deviations = X[start:start + block_rows] - mean
         total += float(np.einsum("ij,ij->", deviations, deviations, dtype=np.float64))
