@@ -3,7 +3,9 @@
 Submodules: ``nn`` (layers with hand-written backward passes), ``functional``
 (stable softmax, log-sum-exp, entropy and their vector-Jacobian products),
 ``losses``, ``optim`` (SGD, Adam, AdamW), ``gradcheck`` (finite differences),
-``cluster`` (IMSAT, DEC, IDEC, KMeans), ``metrics``, ``datasets``, ``io``.
+``cluster`` (IMSAT, DEC, IDEC, KMeans, the training loop, model files), ``files``
+(the archive format, checkpoints, data matrices), ``metrics``, ``datasets``. The layers
+and what may import what: ``docs/architecture.md``.
 
 Submodules and the names below load on first use, so ``import npclust`` stays
 fast and does not import SciPy until something needs it.
@@ -14,13 +16,12 @@ import importlib
 __version__ = "0.1.0"
 
 _SUBMODULES = (
-    "cluster", "datafile", "datasets", "functional", "gradcheck", "gradcheck_suite", "interop",
-    "io", "losses", "metrics", "neighbors", "nn", "optim", "plotting", "random", "reference",
-    "saturation", "validation",
+    "cli", "cluster", "datasets", "demo", "files", "functional", "gradcheck", "interop",
+    "losses", "metrics", "neighbors", "nn", "optim", "plotting", "validation",
 )
 _NAMES = {
     "IMSAT": "cluster", "DEC": "cluster", "IDEC": "cluster", "KMeans": "cluster",
-    "load": "io", "load_digits": "datasets", "NotFittedError": "validation",
+    "load": "cluster", "load_digits": "datasets", "NotFittedError": "validation",
 }
 
 __all__ = ["__version__", *_SUBMODULES, *_NAMES]

@@ -39,10 +39,9 @@ def _check_writable_directory(path, what):
 
 
 def _estimator_class(method):
-    from . import cluster
+    from .cluster import ESTIMATORS
 
-    return {"imsat": cluster.IMSAT, "dec": cluster.DEC, "idec": cluster.IDEC,
-            "kmeans": cluster.KMeans}[method]
+    return {name.lower(): cls for name, cls in ESTIMATORS.items()}[method]
 
 
 def _parse_settings(pairs):
@@ -76,7 +75,7 @@ def _scores(y, labels):
 # --------------------------------------------------------------------- commands
 def _demo(args):
     from .datasets import load_digits
-    from .saturation import compare_output_layers, softmax_confidence_cap
+    from .demo import compare_output_layers, softmax_confidence_cap
 
     X, y = load_digits()
     print(f"npclust demo: {X.shape[0]} handwritten digits (UCI, 8x8 pixels scaled to [0, 1]), "
@@ -116,7 +115,7 @@ def _demo(args):
 
 
 def _fit(args):
-    from .datafile import read_matrix, write_labels
+    from .files.matrix import read_matrix, write_labels
 
     settings = _parse_settings(args.set)
     for path, what in ((args.output, "--output"), (args.save, "--save"),
@@ -155,8 +154,8 @@ def _fit(args):
 
 
 def _predict(args):
-    from .datafile import read_matrix, write_labels
-    from .io import load
+    from .files.matrix import read_matrix, write_labels
+    from .cluster import load
 
     if args.output:
         _check_writable_directory(args.output, "--output")
@@ -180,17 +179,17 @@ def _emit_labels(labels, output, write_labels):
 
 
 def _export_reference(args):
-    from .io import load
-    from .reference import export_reference
+    from .cluster import load
+    from .cluster.port_vectors import export_port_vectors
 
-    header = export_reference(load(args.model), args.out, args.n_samples, args.seed)
+    header = export_port_vectors(load(args.model), args.out, args.n_samples, args.seed)
     print(f"{header['class']} reference written to {args.out}: {header['n_samples']} samples, "
           f"loss {header['loss']} = {header['loss_value']:.10g}")
     return 0
 
 
 def _gradcheck(args):
-    from .gradcheck_suite import format_gradcheck_table, run_gradcheck_suite
+    from .gradcheck.suite import format_gradcheck_table, run_gradcheck_suite
 
     results = run_gradcheck_suite(seed=args.seed)
     print(format_gradcheck_table(results))
@@ -257,7 +256,7 @@ def _parser():
 
 def main(argv=None):
     """Run the ``npclust`` command; returns the exit status."""
-    from .datafile import DataFileError
+    from .files.matrix import DataFileError
 
     try:
         args = _parser().parse_args(argv)

@@ -10,7 +10,7 @@ from importlib import resources
 
 import numpy as np
 
-from .random import check_random_state
+from .validation import check_random_state
 
 __all__ = ["load_digits", "make_blobs"]
 
@@ -125,7 +125,7 @@ def make_blobs(
         Shuffle the points; if False they come blob by blob, blob 0 first.
     random_state : None, int or numpy.random.Generator, default=None
         Seeds the centers, the noise and the shuffle; see
-        :func:`npclust.random.check_random_state`.
+        :func:`npclust.validation.check_random_state`.
     return_centers : bool, default=False
         Also return the centers.
 

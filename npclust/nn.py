@@ -393,7 +393,7 @@ def _check_input(module, x, n_features):
 
 
 def _random_generator(rng):
-    from .random import check_random_state
+    from .validation import check_random_state
 
     return check_random_state(rng)
 

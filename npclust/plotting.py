@@ -7,7 +7,7 @@ display.
 
 import numpy as np
 
-from .io import atomic_write
+from .files.archive import atomic_write
 from .metrics import cluster_to_class_mapping, contingency_matrix
 
 __all__ = ["principal_components", "plot_fit"]

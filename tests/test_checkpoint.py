@@ -4,8 +4,9 @@ import numpy as np
 import pytest
 
 from npclust.cluster import DEC, IDEC, IMSAT
-from npclust.cluster.base import TrainingLog
+from npclust.cluster.training import Progress
 from npclust.datasets import make_blobs
+from npclust.files.archive import read_archive
 
 SETTINGS = {
     IMSAT: dict(hidden_dims=(16,), epochs=6, batch_size=40, n_neighbors=5),
@@ -28,16 +29,17 @@ class Interrupted(Exception):
 
 def _interrupt_after(monkeypatch, n_records):
     """Make training stop (as a crash would) after ``n_records`` progress records."""
-    original = TrainingLog.record
+    original = Progress.record
     calls = {"n": 0}
 
     def record(self, *args, **kwargs):
-        original(self, *args, **kwargs)
+        entry = original(self, *args, **kwargs)
         calls["n"] += 1
         if calls["n"] == n_records:
             raise Interrupted
+        return entry
 
-    monkeypatch.setattr(TrainingLog, "record", record)
+    monkeypatch.setattr(Progress, "record", record)
 
 
 def _weights(model):
@@ -73,7 +75,7 @@ def test_resumed_fit_equals_uninterrupted(data, tmp_path, monkeypatch, estimator
 
 
 def test_resumed_imsat_reuses_the_saved_vat_radii(data, tmp_path, monkeypatch):
-    from npclust import neighbors
+    from npclust.cluster import imsat
 
     params = dict(SETTINGS[IMSAT], n_clusters=3, random_state=11)
     path = tmp_path / "fit.ckpt.npz"
@@ -81,12 +83,12 @@ def test_resumed_imsat_reuses_the_saved_vat_radii(data, tmp_path, monkeypatch):
         _interrupt_after(patch, 3)
         with pytest.raises(Interrupted):
             IMSAT(**params, checkpoint=path).fit(data)
-    expected = np.load(path)["vat_radius"]
+    expected = read_archive(path, "checkpoint")[1]["fit/vat_radius"]
 
     def no_search(*args, **kwargs):
         raise AssertionError("the neighbour search ran again on resume")
 
-    monkeypatch.setattr(neighbors, "kth_neighbor_distance", no_search)
+    monkeypatch.setattr(imsat, "kth_neighbor_distance", no_search)
     resumed = IMSAT(**params, checkpoint=path).fit(data)
     np.testing.assert_array_equal(resumed.vat_radius_, expected)
 
@@ -106,7 +108,7 @@ def test_checkpoint_of_other_data_or_settings_is_refused(data, tmp_path):
 def test_corrupted_checkpoint_is_refused(data, tmp_path):
     path = tmp_path / "fit.npz"
     path.write_bytes(b"not a checkpoint")
-    with pytest.raises(ValueError, match="not a checkpoint"):
+    with pytest.raises(ValueError, match="not an npclust checkpoint"):
         IMSAT(**SETTINGS[IMSAT], n_clusters=3, checkpoint=path).fit(data)
 
 

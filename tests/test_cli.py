@@ -110,7 +110,7 @@ def test_unreadable_file(files, capsys, monkeypatch):
     def denied(*args, **kwargs):
         raise PermissionError(13, "Permission denied", str(files["good.csv"]))
 
-    monkeypatch.setattr("npclust.datafile.open", denied, raising=False)
+    monkeypatch.setattr("npclust.files.matrix.open", denied, raising=False)
     status, out, err = run(["fit", files["good.csv"], "--n-clusters", 2], capsys)
     assert_one_line_error(status, out, err, "good.csv", "Permission denied")
 

@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-from npclust import cli, saturation
+from npclust import cli, demo as saturation
 
 
 @pytest.fixture

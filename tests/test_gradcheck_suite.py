@@ -5,7 +5,7 @@ import pytest
 
 from npclust import functional, losses, nn
 from npclust.gradcheck import GradcheckResult
-from npclust.gradcheck_suite import format_gradcheck_table, run_gradcheck_suite
+from npclust.gradcheck.suite import format_gradcheck_table, run_gradcheck_suite
 
 # Public names with no gradient check of their own, and why. Anything public that is
 # neither checked by the suite nor listed here fails the coverage tests below.

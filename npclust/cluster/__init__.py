@@ -1,7 +1,8 @@
-"""Clustering estimators with the scikit-learn interface."""
+"""Clustering estimators with the scikit-learn interface, and the registry of their names."""
 
 from .dec import DEC, IDEC
 from .imsat import IMSAT
 from .kmeans import KMeans
+from .persistence import ESTIMATORS, load
 
-__all__ = ["DEC", "IDEC", "IMSAT", "KMeans"]
+__all__ = ["DEC", "IDEC", "IMSAT", "KMeans", "ESTIMATORS", "load"]

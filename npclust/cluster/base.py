@@ -7,19 +7,14 @@ attributes, then returns ``self``; ``predict``, ``predict_proba``, ``fit_predict
 """
 
 import inspect
-import logging
-import sys
-import time
+import json
 
 import numpy as np
 
-from .. import metrics
-from ..validation import check_array, check_is_fitted
+from ..files.archive import json_value, write_archive
+from ..validation import check_array, check_is_fitted, check_random_state
 
-__all__ = ["ClusteringEstimator", "TrainingLog", "in_chunks", "evaluate", "minibatches",
-           "check_finite_loss"]
-
-logger = logging.getLogger("npclust")
+__all__ = ["ClusteringEstimator", "in_chunks", "evaluate"]
 
 # Rows per chunk in predict/transform: bounds the activations held at once
 # (e.g. 4096 x 1200 float32 = 20 MB per hidden layer) whatever the input size.
@@ -30,7 +25,10 @@ class ClusteringEstimator:
     """Base class of DEC, IDEC and IMSAT.
 
     Subclasses implement ``_fit(X, y, rng)`` (train and set the fitted attributes),
-    ``_soft_assignment(X_chunk)`` (rows sum to 1) and ``_embed(X_chunk)``.
+    ``_soft_assignment(X_chunk)`` (rows sum to 1), ``_embed(X_chunk)`` and
+    ``_build_model(n_features, rng)`` (the untrained networks), and name what a fit
+    produces in ``_fitted_modules`` (networks), ``_fitted_arrays`` and
+    ``_fitted_scalars``: :meth:`get_state` and :meth:`set_state` read and write those.
     """
 
     _estimator_type = "clusterer"
@@ -120,8 +118,6 @@ class ClusteringEstimator:
         -------
         self
         """
-        from ..random import check_random_state
-
         feature_names = _feature_names(X)
         X = check_array(X, dtype=self._dtype(), min_samples=2)
         if y is not None:
@@ -196,12 +192,147 @@ class ClusteringEstimator:
         """The learned representation of each sample (see the estimator's docstring)."""
         return self._map_chunks(self._embed, X)
 
-    # ---------------------------------------------------------------- saving
-    def save(self, path):
-        """Save the fitted estimator to ``path`` (``.npz``, no pickle); see :func:`npclust.load`."""
-        from ..io import save_estimator
+    # ---------------------------------------------------------------- state
+    def get_state(self):
+        """The fitted estimator as plain data: what a model file holds.
 
-        save_estimator(self, path)
+        Returns
+        -------
+        dict
+            ``class`` (str), ``params`` (JSON data), ``scalars`` (the fitted numbers),
+            ``history``, ``feature_names_in`` (list of str, or None), ``modules``
+            (attribute name to the network's ``state_dict()``) and ``arrays``
+            (attribute name to fitted array; None-valued attributes are left out).
+
+        Raises
+        ------
+        NotFittedError
+            The estimator is not fitted.
+        TypeError
+            A parameter value cannot be stored as JSON (the message names it).
+        """
+        check_is_fitted(self)
+        state = {
+            "class": type(self).__name__,
+            "params": {name: json_value(value) for name, value in self.get_params().items()},
+            "scalars": {name: json_value(getattr(self, name)) for name in self._fitted_scalars},
+            "history": self.history_,
+            "feature_names_in": None,
+            "modules": {name: getattr(self, name).state_dict() for name in self._fitted_modules},
+            "arrays": {name: np.asarray(getattr(self, name)) for name in self._fitted_arrays
+                       if getattr(self, name) is not None},
+        }
+        if getattr(self, "feature_names_in_", None) is not None:
+            state["feature_names_in"] = [str(name) for name in self.feature_names_in_]
+        for section in ("params", "scalars"):
+            for name, value in state[section].items():
+                try:
+                    json.dumps(value)
+                except (TypeError, ValueError):
+                    raise TypeError(
+                        f"cannot save {type(self).__name__}: {name}={value!r} is not "
+                        "representable in the model file (numbers, strings, booleans, None "
+                        "and lists of them are)"
+                    ) from None
+        return state
+
+    def set_state(self, state):
+        """Become the fitted estimator ``state`` describes (the inverse of :meth:`get_state`).
+
+        ``state`` may come from an untrusted file: every name and value is checked
+        against what this class expects before it is used.
+
+        Parameters
+        ----------
+        state : dict
+            As returned by :meth:`get_state`.
+
+        Returns
+        -------
+        self
+
+        Raises
+        ------
+        ValueError
+            Unknown parameters or attributes, values of the wrong type, weights that
+            do not fit the networks the parameters describe, non-finite numbers.
+        """
+        params = state.get("params", {})
+        unknown = sorted(set(params) - set(self._get_param_names()))
+        if unknown:
+            raise ValueError(f"unknown parameter(s) {unknown} for {type(self).__name__}; "
+                             f"valid parameters are {self._get_param_names()}")
+        self.set_params(**{name: tuple(value) if isinstance(value, list) else value
+                           for name, value in params.items()})
+        scalars = state.get("scalars", {})
+        unknown = sorted(set(scalars) - set(self._fitted_scalars))
+        if unknown:
+            raise ValueError(f"unknown fitted attribute(s) {unknown} for {type(self).__name__}")
+        n_features = scalars.get("n_features_in_")
+        if isinstance(n_features, bool) or not isinstance(n_features, int) or n_features < 1:
+            raise ValueError(f"n_features_in_ must be a positive integer, got {n_features!r}")
+        for name, value in scalars.items():
+            if value is not None and (isinstance(value, bool) or not isinstance(value, (int, float))):
+                raise ValueError(f"fitted attribute {name} must be a number, got {value!r}")
+        names = state.get("feature_names_in")
+        if names is not None and len(names) != n_features:
+            raise ValueError(f"{len(names)} feature names for {n_features} features")
+        try:
+            model = self._build_model(n_features, rng=0)
+        except (TypeError, ValueError, KeyError, IndexError, AttributeError, OverflowError) as error:
+            raise ValueError(f"the saved parameters do not describe a valid {type(self).__name__} "
+                             f"({type(error).__name__}: {error})") from None
+        modules = state.get("modules", {})
+        unknown = sorted(set(modules) - set(self._fitted_modules))
+        if unknown:
+            raise ValueError(f"unexpected networks for {type(self).__name__}: {unknown}")
+        for attribute in self._fitted_modules:
+            weights = modules.get(attribute, {})
+            for key, value in weights.items():
+                _check_numbers(value, f"weight {attribute}/{key}")
+            module = model[attribute.rstrip("_")]
+            try:
+                module.load_state_dict(weights)
+            except (KeyError, ValueError, TypeError) as error:
+                raise ValueError(f"weights do not fit {type(self).__name__}: {error}") from None
+            setattr(self, attribute, module)
+        arrays = state.get("arrays", {})
+        unknown = sorted(set(arrays) - set(self._fitted_arrays))
+        if unknown:
+            raise ValueError(f"unexpected arrays for {type(self).__name__}: {unknown}")
+        for attribute in self._fitted_arrays:
+            value = arrays.get(attribute)
+            if value is not None:
+                _check_numbers(value, attribute)
+            setattr(self, attribute, value)
+        labels = getattr(self, "labels_", None)
+        if labels is None or labels.ndim != 1 or labels.dtype.kind not in "iu":
+            raise ValueError("labels_ is missing or not a 1-D integer array")
+        for name, value in scalars.items():
+            setattr(self, name, value)
+        self.history_ = state.get("history", [])
+        if names is not None:
+            self.feature_names_in_ = np.asarray(names, dtype=object)
+        return self
+
+    def save(self, path):
+        """Save the fitted estimator to ``path`` (an npclust archive, no pickle).
+
+        Parameters
+        ----------
+        path : str or os.PathLike
+            Used as given (no ``.npz`` is appended); written atomically. Load it with
+            :func:`npclust.load`.
+        """
+        state = self.get_state()
+        arrays = {f"module/{attribute}/{key}": value
+                  for attribute, weights in state.pop("modules").items()
+                  for key, value in weights.items()}
+        arrays.update({f"array/{attribute}": value
+                       for attribute, value in state.pop("arrays").items()})
+        if state["feature_names_in"] is None:
+            del state["feature_names_in"]
+        write_archive(path, "model", state, arrays)
 
 
 def in_chunks(function, X):
@@ -216,105 +347,6 @@ def evaluate(module, X):
     """Evaluation-mode output of ``module`` on all of ``X``, computed in bounded-size chunks."""
     module.eval()
     return in_chunks(module, X)
-
-
-class TrainingLog:
-    """Per-epoch history and optional progress lines with elapsed and remaining time.
-
-    Parameters
-    ----------
-    total_epochs : int
-    verbose : int
-        0 prints nothing; 1 prints one line per epoch to stderr. Lines also go to the
-        ``npclust`` logger at INFO level.
-    y : ndarray or None
-        Ground-truth labels for monitoring only (ACC/NMI/ARI in the history).
-    stage : str
-        Label for the lines, e.g. ``"pretrain"``.
-    """
-
-    def __init__(self, total_epochs, verbose=0, y=None, stage="train"):
-        self.total_epochs, self.verbose, self.y, self.stage = total_epochs, verbose, y, stage
-        self.records = []
-        self._start = time.perf_counter()
-
-    def record(self, epoch, labels=None, **values):
-        """Store one epoch's values (and label scores when y is known); print if verbose."""
-        entry = {"stage": self.stage, "epoch": epoch}
-        entry.update({name: int(value) if isinstance(value, (int, np.integer)) else float(value)
-                      for name, value in values.items()})
-        if self.y is not None and labels is not None:
-            entry["acc"] = metrics.clustering_accuracy(self.y, labels)
-            entry["nmi"] = metrics.normalized_mutual_info_score(self.y, labels)
-            entry["ari"] = metrics.adjusted_rand_score(self.y, labels)
-        elapsed = time.perf_counter() - self._start
-        entry["elapsed"] = elapsed
-        self.records.append(entry)
-        remaining = elapsed / epoch * (self.total_epochs - epoch) if epoch else 0.0
-        shown = "  ".join(
-            f"{name} {value}" if isinstance(value, int) else f"{name} {value:.4f}"
-            for name, value in entry.items()
-            if name not in ("stage", "epoch", "elapsed")
-        )
-        line = (
-            f"[{self.stage}] epoch {epoch}/{self.total_epochs}  {shown}  "
-            f"elapsed {elapsed:.1f}s  remaining {remaining:.1f}s"
-        )
-        logger.info(line)
-        if self.verbose:
-            # Progress goes to stderr so that labels written to stdout stay clean.
-            print(line, file=sys.stderr, flush=True)
-
-
-def report_choice(verbose, message):
-    """A one-off progress message (e.g. which restart was kept): logged, and printed if verbose."""
-    logger.info(message)
-    if verbose:
-        print(message, file=sys.stderr, flush=True)
-
-
-def check_finite_loss(value, what, restore):
-    """Stop training on a NaN or infinite loss, after restoring the last good weights.
-
-    Parameters
-    ----------
-    value : float
-    what : str
-        Which loss, for the message.
-    restore : callable
-        Puts the last good weights back before the error propagates.
-    """
-    if not np.isfinite(value):
-        restore()
-        raise FloatingPointError(
-            f"{what} became {value} during training; the weights from the last "
-            "completed epoch were restored. Try a smaller learning rate or check "
-            "the input scale."
-        )
-
-
-def batch_boundaries(n_samples, batch_size):
-    """Start/stop offsets of consecutive batches covering ``n_samples`` rows.
-
-    A final batch of one row cannot be batch-normalised, so it is folded into the
-    previous one.
-    """
-    stops = list(range(batch_size, n_samples, batch_size))
-    if stops and n_samples - stops[-1] < 2:
-        stops.pop()
-    return [0, *stops, n_samples]
-
-
-def minibatches(n_samples, batch_size, rng):
-    """Shuffled index batches covering every sample once (the last may be smaller).
-
-    Indices within a batch are sorted so gathering rows from a memory-mapped
-    array reads the file forward.
-    """
-    order = rng.permutation(n_samples)
-    boundaries = batch_boundaries(n_samples, batch_size)
-    for start, stop in zip(boundaries[:-1], boundaries[1:]):
-        yield np.sort(order[start:stop])
 
 
 def _feature_names(X):
@@ -337,3 +369,11 @@ def _same_value(a, b):
         return bool(a == b) and type(a) is type(b)
     except (ValueError, TypeError):
         return a is b
+
+
+def _check_numbers(value, what):
+    value = np.asarray(value)
+    if value.dtype.kind not in "biuf":
+        raise ValueError(f"{what} has dtype {value.dtype}, not a real number type")
+    if value.dtype.kind == "f" and not np.isfinite(value).all():
+        raise ValueError(f"{what} contains NaN or infinity")

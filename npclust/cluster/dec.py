@@ -6,10 +6,9 @@ from .. import nn
 from ..losses import dec_loss, mse, student_t_assignment, target_distribution
 from ..optim import Adam
 from ..validation import check_integer, check_layer_widths, check_positive
-from .base import (ClusteringEstimator, TrainingLog, check_finite_loss, evaluate, minibatches,
-                   report_choice)
-from .checkpoint import BatchStream, open_checkpoint, prefixed, unprefixed
+from .base import ClusteringEstimator, evaluate
 from .kmeans import kmeans
+from .training import Stage, batch_boundaries, fit_restarts
 
 __all__ = ["DEC", "IDEC"]
 
@@ -50,24 +49,29 @@ class DEC(ClusteringEstimator):
         Width of the linear latent layer (the embedding ``transform`` returns).
     alpha : float, default=1.0
         Degrees of freedom of the Student-t kernel.
-    pretrain_epochs : int, default=...
-    pretrain_batch_size : int, default=...
-    pretrain_lr : float, default=...
+    pretrain_epochs : int, default=30
+        Epochs of autoencoder pretraining.
+    pretrain_batch_size : int, default=64
+    pretrain_lr : float, default=1e-3
         Adam learning rate of the autoencoder pretraining.
-    weight_decay : float, default=...
+    weight_decay : float, default=0.0
         L2 penalty on the network weights during pretraining (Adam's ``weight_decay``).
-    max_iter : int, default=...
+    corruption : float in [0, 1), default=0.2
+        Pretraining is that of a denoising autoencoder: each input entry is zeroed
+        with this probability (the survivors scaled by ``1 / (1 - corruption)``) and
+        the clean input reconstructed. 0 trains a plain autoencoder.
+    max_iter : int, default=1500
         Maximum number of self-training iterations (mini-batch steps).
-    update_interval : int, default=...
+    update_interval : int, default=50
         Iterations between two updates of the target distribution P.
     batch_size : int, default=256
         Mini-batch size of the self-training.
-    lr : float, default=...
+    lr : float, default=1e-3
         Adam learning rate of the self-training (encoder and centers).
     tol : float in [0, 1], default=1e-3
         Stop when the fraction of samples whose label changed between two target
         updates falls below ``tol`` (0 disables the rule).
-    n_init : int, default=...
+    n_init : int, default=1
         Independent runs (pretraining included); the one with the lowest
         ``objective_`` is kept.
     kmeans_n_init : int, default=20
@@ -108,7 +112,10 @@ class DEC(ClusteringEstimator):
 
     Notes
     -----
-    ...
+    ``objective_`` is ``KL(P || Q)`` over the whole training set with P computed from
+    the final Q: the self-training loss at a target update. It measures how far the
+    soft assignments are from their sharpened version. On the digits it did not rank
+    restarts by accuracy (see ``docs/methods.md``), hence ``n_init=1``.
     """
 
     _fitted_modules = ("encoder_", "decoder_")
@@ -174,13 +181,14 @@ class DEC(ClusteringEstimator):
         check_integer(self.kmeans_n_init, "kmeans_n_init", 1)
 
     # ---------------------------------------------------------------- networks
-    def _build_networks(self, n_features, rng):
-        """The untrained encoder and decoder, as ``(encoder, decoder)``.
+    def _build_model(self, n_features, rng):
+        """The untrained encoder and decoder.
 
         Encoder: ``n_features -> hidden_dims... -> latent_dim``, ReLU after every
         hidden layer, linear latent layer. Decoder: the mirror image, with a linear
         output layer. The parameters of both live in one flat buffer (encoder first),
-        so an optimizer updates them with whole-buffer operations.
+        so an optimizer updates them with whole-buffer operations. The cluster
+        centers join the model when k-means has found them.
         """
         dtype = self._dtype()
         widths = [n_features, *self.hidden_dims, self.latent_dim]
@@ -194,120 +202,51 @@ class DEC(ClusteringEstimator):
 
         encoder, decoder = stack(widths), stack(widths[::-1])
         nn.Sequential(encoder, decoder).flatten_parameters()
-        return encoder, decoder
+        return {"encoder": encoder, "decoder": decoder}
 
     # ----------------------------------------------------------------- fitting
     def _fit(self, X, y, rng):
-        state = _Resumable(self, X, rng)
-        for restart in range(state.progress["restart"], self.n_init):
-            run = self._fit_once(X, y, rng, restart, state)
-            if state.best is None or run["objective"] < state.best["objective"]:
-                state.best = {key: run[key] for key in ("objective", "n_iter", "history")}
-                state.best["restart"] = restart
-                state.best_arrays = {**prefixed("encoder", run["encoder"].state_dict()),
-                                     **prefixed("decoder", run["decoder"].state_dict()),
-                                     "centers": run["centers"].data.copy()}
-            # Free this restart's networks and optimizer before the next one is built.
-            del run
-        if self.n_init > 1:
-            report_choice(self.verbose, f"kept restart {state.best['restart'] + 1}/{self.n_init}: "
-                          f"lowest KL(P || Q) = {state.best['objective']:.4f}")
-        self._set_fitted(X, *self._build_networks(X.shape[1], rng=0), state.best_arrays,
-                         state.best["history"], state.best["n_iter"])
-        self.objective_ = state.best["objective"]
+        fit_restarts(self, X, y, rng)
 
-    def _set_fitted(self, X, encoder, decoder, arrays, history, n_iter):
-        """Fitted attributes from stored weights (``arrays`` as saved by ``state_dict``)."""
-        encoder.load_state_dict(unprefixed("encoder", arrays))
-        decoder.load_state_dict(unprefixed("decoder", arrays))
-        self.encoder_, self.decoder_, self.history_, self.n_iter_ = encoder, decoder, history, n_iter
-        if "centers" in arrays:
-            self.cluster_centers_ = np.array(arrays["centers"])
-            self.labels_ = student_t_assignment(
-                evaluate(encoder, X), self.cluster_centers_, self.alpha).argmax(axis=1)
-            self.n_features_in_ = X.shape[1]
-        else:
-            # Stopped before clustering: whatever a previous fit left must not pass as
-            # the result of this one.
-            for attribute in ("cluster_centers_", "labels_", "n_features_in_", "objective_"):
-                self.__dict__.pop(attribute, None)
+    def _fit_arrays(self, X, saved):
+        return {}
 
-    def _fit_once(self, X, y, rng, restart, state):
-        prefix = f"restart {restart + 1}/{self.n_init} " if self.n_init > 1 else ""
-        encoder, decoder = self._build_networks(X.shape[1], rng)
-        saved = state.take(restart, "cluster")
-        if saved is None:
-            pretrain_history = self._pretrain(
-                X, y, encoder, decoder, rng, prefix,
-                lambda done: state.save(restart, "pretrain", done), state.take(restart, "pretrain"))
-            centers, initial_labels = self._initial_centers(evaluate(encoder, X), rng)
-            init_log = TrainingLog(1, self.verbose, y, stage=prefix + "kmeans init")
-            init_log.record(1, labels=initial_labels)
-            history = pretrain_history + init_log.records
-        else:
-            progress, arrays = saved
-            encoder.load_state_dict(unprefixed("encoder", arrays))
-            decoder.load_state_dict(unprefixed("decoder", arrays))
-            centers = nn.Parameter(np.array(arrays["centers"]))
-            history = progress["history"][:progress["cluster_history_start"]]
-        def save_cluster_stage(done):
-            state.save(restart, "cluster", lambda: {
-                **done(), "history": history + done()["history"],
-                "cluster_history_start": len(history)})
+    def _stages(self, n_samples):
+        def autoencoder_optimizer(model):
+            return Adam(model["encoder"].parameters() + model["decoder"].parameters(),
+                        lr=self.pretrain_lr, weight_decay=self.weight_decay)
 
-        n_iter, cluster_history = self._self_train(
-            X, y, encoder, decoder, centers, rng, prefix, saved, save_cluster_stage)
-        objective = self._objective(X, encoder, decoder, centers)
-        return dict(encoder=encoder, decoder=decoder, centers=centers, objective=objective,
-                    n_iter=n_iter, history=history + cluster_history)
+        def clustering_optimizer(model):
+            parameters = model["encoder"].parameters() + [model["centers"]]
+            if self._keeps_decoder:
+                parameters += model["decoder"].parameters()
+            return Adam(parameters, lr=self.lr)
 
-    def _pretrain(self, X, y, encoder, decoder, rng, prefix, save, saved):
-        """Train the autoencoder on the reconstruction error; returns the history.
+        batches_per_epoch = len(batch_boundaries(n_samples, self.pretrain_batch_size)) - 1
+        return [
+            Stage("pretrain", self.pretrain_epochs, self._pretrain_epoch,
+                  batch_size=self.pretrain_batch_size, optimizer=autoencoder_optimizer,
+                  steps_per_unit=batches_per_epoch),
+            Stage("kmeans init", 1, self._initial_centers, unit="run"),
+            Stage("cluster", -(-self.max_iter // self.update_interval), self._self_train,
+                  unit="target update", batch_size=self.batch_size,
+                  optimizer=clustering_optimizer, begin=self._update_target,
+                  steps_per_unit=self.update_interval),
+        ]
 
-        ``save(done)`` is called after every epoch with a function returning the state
-        to checkpoint (called only when checkpointing);
-        ``saved`` is such a state to resume from, or None.
-        """
-        parameters = encoder.parameters() + decoder.parameters()
-        optimizer = Adam(parameters, lr=self.pretrain_lr, weight_decay=self.weight_decay)
-        log = TrainingLog(self.pretrain_epochs, self.verbose, stage=prefix + "pretrain")
-        first_epoch = 1
-        if saved is not None:
-            progress, arrays = saved
-            encoder.load_state_dict(unprefixed("encoder", arrays))
-            decoder.load_state_dict(unprefixed("decoder", arrays))
-            optimizer.load_state_dict(unprefixed("optimizer", arrays))
-            log.records, first_epoch = progress["history"], progress["epoch"] + 1
-        for epoch in range(first_epoch, self.pretrain_epochs + 1):
-            last_good = _snapshot(parameters)
-            total, n_batches = 0.0, 0
-            for batch in minibatches(X.shape[0], self.pretrain_batch_size, rng):
-                optimizer.zero_grad()
-                x = X[batch]
-                reconstruction, dz = _reconstruction_backward(
-                    decoder, encoder(self._corrupt(x, rng)), x)
-                encoder.backward(dz, input_grad=False)
-                optimizer.step()
-                total += reconstruction
-                n_batches += 1
-            check_finite_loss(total, f"{type(self).__name__} pretraining reconstruction loss",
-                              lambda: self._keep_last_good(X, encoder, decoder, parameters,
-                                                           last_good, None, log.records))
-            log.record(epoch, reconstruction=total / n_batches)
-            save(lambda: {"epoch": epoch, "history": log.records, "arrays": {
-                **prefixed("encoder", encoder.state_dict()),
-                **prefixed("decoder", decoder.state_dict()),
-                **prefixed("optimizer", optimizer.state_dict())}})
-        return log.records
-
-    def _keep_last_good(self, X, encoder, decoder, parameters, last_good, centers, history):
-        """Before a divergence error: restore the last good weights and keep them fitted."""
-        _restore(parameters, last_good)
-        arrays = {**prefixed("encoder", encoder.state_dict()),
-                  **prefixed("decoder", decoder.state_dict())}
-        if centers is not None:
-            arrays["centers"] = centers.data
-        self._set_fitted(X, encoder, decoder, arrays, history, 0)
+    def _pretrain_epoch(self, run):
+        """One pass of the autoencoder over the data; returns the mean reconstruction error."""
+        encoder, decoder = run.model["encoder"], run.model["decoder"]
+        total, batches = 0.0, run.batches.epoch()
+        for batch in batches:
+            run.optimizer.zero_grad()
+            x = run.X[batch]
+            reconstruction, dz = _reconstruction_backward(
+                decoder, encoder(self._corrupt(x, run.rng)), x)
+            encoder.backward(dz, input_grad=False)
+            run.optimizer.step()
+            total += reconstruction
+        return {"reconstruction": total / len(batches)}, None, False
 
     def _corrupt(self, x, rng):
         """Denoising input: each entry zeroed with probability ``corruption``.
@@ -321,81 +260,52 @@ class DEC(ClusteringEstimator):
         keep = rng.random(x.shape) >= self.corruption
         return x * keep / x.dtype.type(1.0 - self.corruption)
 
-    def _initial_centers(self, z, rng):
-        """k-means on the latent codes, best inertia of ``kmeans_n_init`` runs: (centers, labels)."""
+    def _initial_centers(self, run):
+        """k-means on the latent codes, best inertia of ``kmeans_n_init`` runs."""
+        z = evaluate(run.model["encoder"], run.X)
         centers, labels, _, _ = kmeans(z.astype(np.float64), self.n_clusters, self.kmeans_n_init,
-                                       random_state=rng)
-        return nn.Parameter(centers.astype(z.dtype)), labels
+                                       random_state=run.rng)
+        run.model["centers"] = nn.Parameter(centers.astype(z.dtype))
+        return {}, labels, False
 
-    def _self_train(self, X, y, encoder, decoder, centers, rng, prefix, saved, save):
-        """Minimise (reconstruction +) weight * KL(P || Q); returns (iterations, history).
+    def _update_target(self, run):
+        """P from the soft assignments of the *whole* data set, held fixed until the next update.
 
-        ``save(done)`` is called after every target update with a function returning
-        the state to checkpoint; ``saved`` is such a state to resume from, or None.
+        Returns the labels those soft assignments give.
         """
-        parameters = encoder.parameters() + [centers]
-        if self._keeps_decoder:
-            parameters += decoder.parameters()
-        optimizer = Adam(parameters, lr=self.lr)
-        weight = self._clustering_weight()
-        n_updates = -(-self.max_iter // self.update_interval)
-        log = TrainingLog(n_updates, self.verbose, y, stage=prefix + "cluster")
-        batches = BatchStream(X.shape[0], self.batch_size, rng)
-        previous_labels, totals, n_iter, target = None, np.zeros(2), 0, None
-        if saved is not None:
-            progress, arrays = saved
-            optimizer.load_state_dict(unprefixed("optimizer", arrays))
-            batches.restore(unprefixed("batches", arrays))
-            log.records = progress["history"][progress["cluster_history_start"]:]
-            n_iter, previous_labels, target = (
-                progress["n_iter"], arrays["previous_labels"], arrays["target"])
-        last_good = _snapshot(parameters)
-        # A resumed run continues right after the target update it was saved at.
-        resuming = saved is not None
-        while True:
-            if not resuming and (n_iter % self.update_interval == 0 or n_iter == self.max_iter):
-                # The target comes from the soft assignments of the whole data set.
-                soft_assignment = student_t_assignment(
-                    evaluate(encoder, X), centers.data, self.alpha)
-                labels = soft_assignment.argmax(axis=1)
-                if previous_labels is not None:
-                    steps = n_iter - (log.records[-1]["iteration"] if log.records else 0)
-                    totals /= steps
-                    check_finite_loss(
-                        totals.sum(), f"{type(self).__name__} self-training loss",
-                        lambda: self._keep_last_good(X, encoder, decoder, parameters, last_good,
-                                                     centers, log.records))
-                    last_good = _snapshot(parameters)
-                    delta_label = float(np.mean(labels != previous_labels))
-                    self._record(log, n_iter, labels, totals, delta_label)
-                    totals = np.zeros(2)
-                    if delta_label < self.tol or n_iter == self.max_iter:
-                        break
-                previous_labels = labels
-                target = target_distribution(soft_assignment)
-                save(lambda: {"n_iter": n_iter, "history": log.records, "arrays": {
-                    **prefixed("encoder", encoder.state_dict()),
-                    **prefixed("decoder", decoder.state_dict()), "centers": centers.data,
-                    **prefixed("optimizer", optimizer.state_dict()),
-                    **prefixed("batches", batches.state()),
-                    "previous_labels": previous_labels, "target": target}})
-            resuming = False
-            batch = batches.next()
-            totals += self._self_training_step(
-                encoder, decoder, centers, optimizer, X[batch], target[batch], weight)
-            n_iter += 1
-        return n_iter, log.records
+        soft_assignment = self._soft_assignment_of(run.model, run.X)
+        run.variables["target"] = target_distribution(soft_assignment)
+        run.variables["previous_labels"] = soft_assignment.argmax(axis=1)
+        run.variables.setdefault("n_iter", 0)
 
-    def _record(self, log, n_iter, labels, totals, delta_label):
-        terms = {"kl": totals[0]}
+    def _self_train(self, run):
+        """``update_interval`` steps on (reconstruction +) weight * KL(P || Q), then a target
+        update; stops at ``max_iter`` or when fewer than ``tol`` of the labels changed."""
+        variables = run.variables
+        steps = min(self.update_interval, self.max_iter - variables["n_iter"])
+        totals = np.zeros(2)
+        for _ in range(steps):
+            batch = run.batches.next()
+            totals += self._self_training_step(run.model, run.optimizer, run.X[batch],
+                                               variables["target"][batch])
+        variables["n_iter"] += steps
+        totals /= steps
+        soft_assignment = self._soft_assignment_of(run.model, run.X)
+        labels = soft_assignment.argmax(axis=1)
+        delta_label = float(np.mean(labels != variables["previous_labels"]))
+        values = {"iteration": variables["n_iter"], "delta_label": delta_label, "kl": totals[0]}
         if self._keeps_decoder:
-            terms["reconstruction"] = totals[1]
-        terms["loss"] = totals[1] + self._clustering_weight() * totals[0]
-        log.record(len(log.records) + 1, labels=labels, iteration=n_iter,
-                   delta_label=delta_label, **terms)
+            values["reconstruction"] = totals[1]
+        values["loss"] = totals[1] + self._clustering_weight() * totals[0]
+        stop = delta_label < self.tol or variables["n_iter"] == self.max_iter
+        if not stop:
+            variables["previous_labels"] = labels
+            variables["target"] = target_distribution(soft_assignment)
+        return values, labels, stop
 
-    def _self_training_step(self, encoder, decoder, centers, optimizer, x, target, weight):
+    def _self_training_step(self, model, optimizer, x, target):
         """One Adam step; returns (KL, reconstruction) on the batch (reconstruction 0 for DEC)."""
+        encoder, centers, weight = model["encoder"], model["centers"], self._clustering_weight()
         optimizer.zero_grad()
         z = encoder(x)
         kl, dz, dcenters = dec_loss(z, centers.data, target, self.alpha)
@@ -403,25 +313,43 @@ class DEC(ClusteringEstimator):
         centers.grad += weight * dcenters
         reconstruction = 0.0
         if self._keeps_decoder:
-            reconstruction, dz_reconstruction = _reconstruction_backward(decoder, z, x)
+            reconstruction, dz_reconstruction = _reconstruction_backward(model["decoder"], z, x)
             dz += dz_reconstruction
         encoder.backward(dz, input_grad=False)
         optimizer.step()
         return np.array([kl, reconstruction])
 
-    def _objective(self, X, encoder, decoder, centers):
+    def _soft_assignment_of(self, model, X):
+        return student_t_assignment(evaluate(model["encoder"], X), model["centers"].data,
+                                    self.alpha)
+
+    def _objective(self, model, X):
         """KL(P || Q) on the whole data set with P from the final Q."""
-        z = evaluate(encoder, X)
-        target = target_distribution(student_t_assignment(z, centers.data, self.alpha))
+        return self._objective_and_labels(model, X)[0]
+
+    def _objective_and_labels(self, model, X):
+        z = evaluate(model["encoder"], X)
+        soft_assignment = student_t_assignment(z, model["centers"].data, self.alpha)
         # dec_loss works in log space, so assignments that underflow to 0 stay finite.
-        objective, _, _ = dec_loss(z, centers.data, target, self.alpha)
-        return objective
+        objective, _, _ = dec_loss(z, model["centers"].data, target_distribution(soft_assignment),
+                                   self.alpha)
+        return objective, soft_assignment.argmax(axis=1)
+
+    def _set_fitted(self, model, X, history):
+        self.encoder_, self.decoder_, self.history_ = model["encoder"], model["decoder"], history
+        iterations = [entry["iteration"] for entry in history if "iteration" in entry]
+        self.n_iter_ = iterations[-1] if iterations else 0
+        if "centers" not in model:
+            # Stopped before clustering: whatever a previous fit left must not pass as
+            # the result of this one.
+            for attribute in ("cluster_centers_", "labels_", "n_features_in_", "objective_"):
+                self.__dict__.pop(attribute, None)
+            return
+        self.cluster_centers_ = model["centers"].data.copy()
+        self.objective_, self.labels_ = self._objective_and_labels(model, X)
+        self.n_features_in_ = X.shape[1]
 
     # --------------------------------------------------------------- inference
-    def _untrained_modules(self, n_features):
-        encoder, decoder = self._build_networks(n_features, rng=0)
-        return {"encoder_": encoder, "decoder_": decoder}
-
     def _embed(self, X_chunk):
         self.encoder_.eval()
         return self.encoder_(X_chunk)
@@ -432,6 +360,25 @@ class DEC(ClusteringEstimator):
 
 class IDEC(DEC):
     """Improved DEC: self-training keeps the decoder, loss = reconstruction + gamma * KL(P || Q).
+
+    Guo et al. observed that DEC's self-training, with the decoder dropped, can
+    distort the latent space; IDEC keeps training the whole autoencoder during
+    self-training, so the codes must still reconstruct the input. Everything else
+    is as in :class:`DEC`, whose parameters IDEC shares, plus:
+
+    Parameters
+    ----------
+    gamma : float, default=0.1
+        Weight of ``KL(P || Q)`` against the reconstruction error in the
+        self-training loss ``mse(decoder(z), x) + gamma * KL(P || Q)``
+        (Guo et al.'s value).
+
+    Attributes
+    ----------
+    decoder_ : npclust.nn.Sequential
+        Trained in both stages.
+
+    See :class:`DEC` for the other parameters and attributes.
     """
 
     _keeps_decoder = True
@@ -458,18 +405,6 @@ class IDEC(DEC):
         check_positive(self.gamma, "gamma")
 
 
-# ------------------------------------------------------------------- helpers
-
-
-def _snapshot(parameters):
-    return [parameter.data.copy() for parameter in parameters]
-
-
-def _restore(parameters, snapshot):
-    for parameter, saved in zip(parameters, snapshot):
-        parameter.data[...] = saved
-
-
 def _reconstruction_backward(decoder, z, x):
     """Mean squared reconstruction error of ``decoder(z)`` against ``x``, backpropagated.
 
@@ -478,39 +413,3 @@ def _reconstruction_backward(decoder, z, x):
     """
     loss, dreconstruction = mse(decoder(z), x)
     return loss, decoder.backward(dreconstruction)
-
-
-class _Resumable:
-    """Where a DEC/IDEC fit stands, read from and written to its checkpoint (if any).
-
-    ``progress`` says which restart and stage a checkpoint stopped in; ``take``
-    hands that stage its saved state once, restoring the random generator, and
-    ``save`` writes the current stage's state together with the best completed
-    restart so far.
-    """
-
-    def __init__(self, estimator, X, rng):
-        self.checkpoint, self.rng = open_checkpoint(estimator, X), rng
-        saved = self.checkpoint.load() if self.checkpoint else None
-        self.progress, self.arrays = saved or ({"restart": 0, "stage": None, "best": None}, {})
-        self.best = self.progress["best"]
-        self.best_arrays = unprefixed("best", self.arrays)
-
-    def take(self, restart, stage):
-        """``(progress, arrays)`` saved in ``stage`` of ``restart``, or None; only once."""
-        progress = self.progress
-        if progress["stage"] != stage or progress["restart"] != restart:
-            return None
-        self.progress = dict(progress, stage=None)
-        self.rng.bit_generator.state = progress["rng_state"]
-        return progress, self.arrays
-
-    def save(self, restart, stage, done):
-        """Checkpoint ``done()`` (progress and ``"arrays"``) as the state of ``stage``."""
-        if self.checkpoint is None:
-            return
-        done = done()
-        progress = {key: value for key, value in done.items() if key != "arrays"}
-        self.checkpoint.save(
-            {**progress, "restart": restart, "stage": stage, "best": self.best}, self.rng,
-            {**done["arrays"], **prefixed("best", self.best_arrays)})

@@ -9,9 +9,9 @@ from ..functional import log_softmax, log_softmax_backward, softmax
 from ..losses import kl_div, mutual_information
 from ..optim import Adam
 from ..validation import check_integer, check_layer_widths, check_positive
-from .base import (ClusteringEstimator, TrainingLog, check_finite_loss, evaluate, minibatches,
-                   report_choice)
-from .checkpoint import open_checkpoint, prefixed, unprefixed
+from ..neighbors import kth_neighbor_distance
+from .base import ClusteringEstimator, evaluate
+from .training import Stage, batch_boundaries, fit_restarts, report
 
 __all__ = ["IMSAT"]
 
@@ -130,8 +130,11 @@ class IMSAT(ClusteringEstimator):
         check_positive(self.lr, "lr")
         check_integer(self.n_init, "n_init", 1)
 
-    # ---------------------------------------------------------------- network
-    def _build_network(self, n_features, rng):
+    # ---------------------------------------------------------------- training
+    def _fit(self, X, y, rng):
+        fit_restarts(self, X, y, rng)
+
+    def _build_model(self, n_features, rng):
         dtype = self._dtype()
         layers, width = [], n_features
         for hidden in self.hidden_dims:
@@ -139,95 +142,49 @@ class IMSAT(ClusteringEstimator):
                        nn.BatchNorm1d(hidden, dtype=dtype), nn.ReLU(inplace=True)]
             width = hidden
         layers.append(nn.Linear(width, self.n_clusters, rng=rng, dtype=dtype))
-        return nn.Sequential(*layers).flatten_parameters()
+        return {"network": nn.Sequential(*layers).flatten_parameters()}
 
-    def _fit(self, X, y, rng):
-        checkpoint = open_checkpoint(self, X)
-        resumed = checkpoint.load() if checkpoint else None
-        progress, arrays = resumed or ({"restart": 0, "epoch": 0, "best": None}, {})
-        self.vat_radius_ = self._vat_radius(X, arrays.get("vat_radius"))
-        best = progress["best"]
-        best_state = unprefixed("best", arrays)
-        for restart in range(progress["restart"], self.n_init):
-            network = self._build_network(X.shape[1], rng)
-            optimizer = Adam(network.parameters(), lr=self.lr)
-            log = TrainingLog(self.epochs, self.verbose, y, stage=(
-                f"restart {restart + 1}/{self.n_init}" if self.n_init > 1 else "train"))
-            first_epoch = 1
-            if resumed and restart == progress["restart"]:
-                network.load_state_dict(unprefixed("network", arrays))
-                optimizer.load_state_dict(unprefixed("optimizer", arrays))
-                rng.bit_generator.state = progress["rng_state"]
-                log.records = progress["history"]
-                first_epoch = progress["epoch"] + 1
-            for epoch in range(first_epoch, self.epochs + 1):
-                self._train_epoch(X, y, rng, network, optimizer, log, epoch)
-                if checkpoint:
-                    checkpoint.save(
-                        {"restart": restart, "epoch": epoch, "history": log.records,
-                         "best": best},
-                        rng, {**prefixed("network", network.state_dict()),
-                              **prefixed("optimizer", optimizer.state_dict()),
-                              **prefixed("best", best_state),
-                              **({"vat_radius": self.vat_radius_} if self.vat else {})})
-            objective = self._objective(network, X)
-            if best is None or objective < best["objective"]:
-                best = {"objective": objective, "history": log.records, "restart": restart}
-                best_state = network.state_dict()
-            # Free this restart's network, gradients and Adam moments before the next
-            # one is built, rather than holding both at once.
-            del network, optimizer
-        if self.n_init > 1:
-            report_choice(self.verbose, f"kept restart {best['restart'] + 1}/{self.n_init}: "
-                          f"lowest objective H(Y|X) - mu H(Y) = {best['objective']:.4f}")
-        self.network_ = self._build_network(X.shape[1], rng=0)
-        self.network_.load_state_dict(best_state)
-        self.objective_, self.history_, self.n_iter_ = best["objective"], best["history"], self.epochs
-        self.labels_ = evaluate(self.network_, X).argmax(axis=1)
+    def _fit_arrays(self, X, saved):
+        """Each sample's VAT radius, also kept as ``vat_radius_`` (None without VAT).
 
-    def _vat_radius(self, X, saved=None):
-        """Each sample's VAT radius, or None without VAT; `saved` is a checkpoint's copy."""
-        if not self.vat:
-            return None
-        if saved is not None and saved.shape == (X.shape[0],):
-            # The checkpoint was written for this data and these parameters; reusing
-            # its radii saves the search (half a minute at 70,000 x 784) on resume.
-            return saved
-        from ..neighbors import kth_neighbor_distance
+        ``saved`` holds a checkpoint's copy, written for this data and these parameters:
+        reusing it saves the neighbour search, the costliest one-off step, on resume.
+        """
+        self.vat_radius_ = None
+        if self.vat:
+            self.vat_radius_ = saved.get("vat_radius")
+            if self.vat_radius_ is None or self.vat_radius_.shape != (X.shape[0],):
+                self.vat_radius_ = self._vat_radius(X)
+        return {} if self.vat_radius_ is None else {"vat_radius": self.vat_radius_}
 
+    def _vat_radius(self, X):
         # A one-off O(n^2 d) cost before the first epoch, so it says what it is doing.
         start = time.perf_counter()
         radius = self.eps_scale * kth_neighbor_distance(X, self.n_neighbors)
-        report_choice(self.verbose, f"VAT radii: k-th neighbour distances (k = "
-                      f"{self.n_neighbors}) of {X.shape[0]} samples in "
-                      f"{time.perf_counter() - start:.1f}s")
+        report(self.verbose, f"VAT radii: k-th neighbour distances (k = {self.n_neighbors}) "
+                             f"of {X.shape[0]} samples in {time.perf_counter() - start:.1f}s")
         return radius
 
-    def _train_epoch(self, X, y, rng, network, optimizer, log, epoch):
-        """One pass over the data; on a non-finite loss, keep the last epoch's weights and stop."""
-        last_good = network.state_dict()
+    def _stages(self, n_samples):
+        return [Stage("train", self.epochs, self._train_epoch, batch_size=self.batch_size,
+                      optimizer=lambda model: Adam(model["network"].parameters(), lr=self.lr),
+                      steps_per_unit=len(batch_boundaries(n_samples, self.batch_size)) - 1)]
+
+    def _train_epoch(self, run):
+        """One pass over the data; returns the mean loss terms over its batches."""
+        network = run.model["network"]
         network.train()
         totals = np.zeros(3)
-        for batch in minibatches(X.shape[0], self.batch_size, rng):
-            totals += self._step(network, optimizer, X[batch], batch, rng)
-        totals /= np.ceil(X.shape[0] / self.batch_size)
-        for value, name in zip(totals, ("loss", "mutual information", "VAT")):
-            check_finite_loss(value, f"IMSAT {name}", lambda: self._keep_last_good(
-                network, last_good, X, log))
-        labels = evaluate(network, X).argmax(axis=1) if y is not None else None
-        log.record(epoch, labels=labels, loss=totals[0], conditional_minus_mu_marginal=totals[1],
-                   vat=totals[2])
+        batches = run.batches.epoch()
+        for batch in batches:
+            radius = run.fit_arrays["vat_radius"][batch] if self.vat else None
+            totals += self._step(network, run.optimizer, run.X[batch], radius, run.rng)
+        totals /= len(batches)
+        labels = evaluate(network, run.X).argmax(axis=1) if run.y is not None else None
+        values = dict(zip(("loss", "conditional_minus_mu_marginal", "vat"), totals))
+        return values, labels, False
 
-    def _keep_last_good(self, network, last_good, X, log):
-        """Before a divergence error: restore the weights of the last finite epoch and
-        leave the estimator usable with them (``labels_`` from those weights)."""
-        network.load_state_dict(last_good)
-        self.network_, self.history_, self.n_iter_ = network, log.records, len(log.records)
-        self.objective_ = self._objective(network, X)
-        self.labels_ = evaluate(network, X).argmax(axis=1)
-        self.n_features_in_ = X.shape[1]
-
-    def _step(self, network, optimizer, x, batch, rng):
+    def _step(self, network, optimizer, x, radius, rng):
         """One Adam step on a mini-batch; returns (loss, information term, VAT term)."""
         network.zero_grad()
         logits = network(x)
@@ -235,7 +192,7 @@ class IMSAT(ClusteringEstimator):
         network.backward(self.lam * dlogits, input_grad=False)
         vat_loss = 0.0
         if self.vat:
-            vat_loss = self._vat_backward(network, x, logits, self.vat_radius_[batch], rng)
+            vat_loss = self._vat_backward(network, x, logits, radius, rng)
         optimizer.step()
         return vat_loss + self.lam * information, information, vat_loss
 
@@ -269,14 +226,19 @@ class IMSAT(ClusteringEstimator):
         network.backward(log_softmax_backward(dlog_q, log_q), input_grad=False)
         return vat_loss
 
-    # --------------------------------------------------------------- inference
-    def _objective(self, network, X):
-        value, _ = mutual_information(evaluate(network, X), mu=self.mu)
+    def _objective(self, model, X):
+        value, _ = mutual_information(evaluate(model["network"], X), mu=self.mu)
         return value
 
-    def _untrained_modules(self, n_features):
-        return {"network_": self._build_network(n_features, rng=0)}
+    def _set_fitted(self, model, X, history):
+        self.network_ = model["network"]
+        logits = evaluate(self.network_, X)
+        self.objective_, _ = mutual_information(logits, mu=self.mu)
+        self.labels_ = logits.argmax(axis=1)
+        self.history_, self.n_iter_ = history, len(history)
+        self.n_features_in_ = X.shape[1]
 
+    # --------------------------------------------------------------- inference
     def _logits(self, X_chunk):
         self.network_.eval()
         return self.network_(X_chunk)

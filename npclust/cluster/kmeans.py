@@ -3,8 +3,9 @@
 import numpy as np
 
 from ..validation import check_integer, check_positive
-from ..random import check_random_state
-from .base import ClusteringEstimator, TrainingLog
+from ..validation import check_random_state
+from .base import ClusteringEstimator
+from .training import Progress, Stage
 
 __all__ = ["KMeans", "kmeans"]
 
@@ -204,7 +205,7 @@ class KMeans(ClusteringEstimator):
     dtype : {"float32", "float64"}, default="float64"
     random_state : None, int or numpy.random.Generator
     verbose : int, default=0
-        Accepted for a uniform interface; k-means prints nothing.
+        1 prints one line with the inertia (and ACC/NMI/ARI when ``y`` is given).
 
     Attributes
     ----------
@@ -242,11 +243,11 @@ class KMeans(ClusteringEstimator):
     def _fit(self, X, y, rng):
         self.cluster_centers_, self.labels_, self.inertia_, self.n_iter_ = kmeans(
             X, self.n_clusters, self.n_init, self.max_iter, self.tol, rng)
-        log = TrainingLog(1, self.verbose, y, stage="kmeans")
-        log.record(1, labels=self.labels_, inertia=self.inertia_)
-        self.history_ = log.records
+        progress = Progress(self.verbose, y, total_steps=1)
+        self.history_ = [progress.record("kmeans", Stage("kmeans", 1, kmeans, unit="run"), 1,
+                                         {"inertia": self.inertia_}, self.labels_)]
 
-    def _untrained_modules(self, n_features):
+    def _build_model(self, n_features, rng):
         return {}
 
     def _distances(self, X_chunk):

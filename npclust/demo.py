@@ -20,7 +20,7 @@ from . import nn
 from .functional import softmax
 from .losses import mutual_information
 from .optim import Adam
-from .random import check_random_state
+from .validation import check_random_state
 
 __all__ = ["softmax_confidence_cap", "compare_output_layers"]
 

@@ -21,7 +21,7 @@ from typing import NamedTuple
 
 import numpy as np
 
-from .random import check_random_state
+from ..validation import check_random_state
 
 __all__ = [
     "GradcheckResult",

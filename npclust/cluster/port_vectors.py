@@ -1,4 +1,4 @@
-"""Reference vectors for ports: a model's inputs, outputs, loss and every gradient in one file.
+"""Port-reference vectors: a model's inputs, outputs, loss and every gradient in one file.
 
 A port of an npclust model to another framework or language checks itself by
 loading the weights, feeding the stored input, and comparing its output, loss and
@@ -6,11 +6,11 @@ gradients with the stored ones. Everything is computed in float64 from the model
 weights, in training mode (BatchNorm normalises with the batch statistics), with a
 fixed seed, so the file is reproducible.
 
-File format: an ``.npz`` archive (no pickle) with
+File format: an npclust archive (:mod:`npclust.files.archive`, no pickle) with
 
-* ``__reference__``: JSON ``{"format_version": 1, "class": ..., "params": {...},
-  "loss": "<formula>", "loss_value": float, "n_samples": int, "seed": int,
-  "modules": [...]}``;
+* ``__npclust__``: the JSON header ``{"kind": "port-reference", "format_version": 2,
+  "class": ..., "params": {...}, "loss": "<formula>", "loss_value": float,
+  "n_samples": int, "seed": int, "modules": [...], "mode": ...}``;
 * ``input``: the input batch ``x``, shape ``(n_samples, n_features)``, float64;
 * ``output/<name>``: forward results (IMSAT: ``logits``; DEC/IDEC: ``embedding``,
   ``soft_assignment``, ``target``, and for IDEC ``reconstruction``);
@@ -21,16 +21,14 @@ File format: an ``.npz`` archive (no pickle) with
   ``grad/cluster_centers`` for DEC/IDEC.
 """
 
-import json
-
 import numpy as np
 
-from .io import atomic_write, json_value
-from .losses import dec_loss, mse, mutual_information, student_t_assignment, target_distribution
+from ..files.archive import json_value, write_archive
+from ..losses import dec_loss, mse, mutual_information, student_t_assignment, target_distribution
+from .dec import DEC
+from .imsat import IMSAT
 
-__all__ = ["REFERENCE_FORMAT_VERSION", "compute_reference", "export_reference"]
-
-REFERENCE_FORMAT_VERSION = 1
+__all__ = ["compute_port_vectors", "export_port_vectors"]
 
 
 def _input_batch(n_features, n_samples, seed):
@@ -38,7 +36,7 @@ def _input_batch(n_features, n_samples, seed):
 
 
 def _imsat_reference(model, x):
-    network = model._untrained_modules(model.n_features_in_)["network_"].to(np.float64)
+    network = model._build_model(model.n_features_in_, rng=0)["network"].to(np.float64)
     network.load_state_dict(model.network_.state_dict())
     network.train()
     network.zero_grad()
@@ -53,8 +51,8 @@ def _imsat_reference(model, x):
 
 
 def _dec_reference(model, x):
-    modules = model._untrained_modules(model.n_features_in_)
-    encoder, decoder = (modules[name].to(np.float64) for name in ("encoder_", "decoder_"))
+    modules = model._build_model(model.n_features_in_, rng=0)
+    encoder, decoder = (modules[name].to(np.float64) for name in ("encoder", "decoder"))
     encoder.load_state_dict(model.encoder_.state_dict())
     decoder.load_state_dict(model.decoder_.state_dict())
     centers = model.cluster_centers_.astype(np.float64)
@@ -90,7 +88,7 @@ def _dec_reference(model, x):
     }
 
 
-def compute_reference(model, n_samples=16, seed=0):
+def compute_port_vectors(model, n_samples=16, seed=0):
     """Inputs, outputs, loss and gradients of a fitted model, in float64.
 
     Parameters
@@ -104,12 +102,11 @@ def compute_reference(model, n_samples=16, seed=0):
 
     Returns
     -------
-    dict of str to ndarray
-        The arrays of the reference file (see the module docstring), with the JSON
-        header under ``"__reference__"``.
+    header : dict
+        The file's JSON header (see the module docstring).
+    arrays : dict of str to ndarray
+        The file's arrays.
     """
-    from .cluster import DEC, IMSAT
-
     if not isinstance(model, (IMSAT, DEC)):
         raise TypeError(
             f"reference vectors exist for IMSAT, DEC and IDEC models, not {type(model).__name__}"
@@ -129,18 +126,17 @@ def compute_reference(model, n_samples=16, seed=0):
     arrays.update({f"param/{name}": value for name, value in computed["extra_params"].items()})
     arrays.update({f"grad/{name}": value for name, value in computed["extra_grads"].items()})
     header = {
-        "format_version": REFERENCE_FORMAT_VERSION, "class": type(model).__name__,
+        "class": type(model).__name__,
         "params": {name: json_value(value) for name, value in model.get_params().items()},
         "loss": computed["loss"], "loss_value": float(computed["loss_value"]),
         "n_samples": int(n_samples), "seed": int(seed),
         "modules": sorted(computed["modules"]), "mode": "train (batch statistics)",
     }
-    arrays["__reference__"] = np.array(json.dumps(header))
-    return arrays
+    return header, arrays
 
 
-def export_reference(model, path, n_samples=16, seed=0):
-    """Write :func:`compute_reference` to ``path`` as an ``.npz`` archive, atomically.
+def export_port_vectors(model, path, n_samples=16, seed=0):
+    """Write :func:`compute_port_vectors` to ``path`` as an npclust archive, atomically.
 
     Parameters
     ----------
@@ -155,6 +151,6 @@ def export_reference(model, path, n_samples=16, seed=0):
     dict
         The decoded JSON header (class, loss formula and value, ...).
     """
-    arrays = compute_reference(model, n_samples, seed)
-    atomic_write(path, lambda file: np.savez(file, **arrays))
-    return json.loads(str(arrays["__reference__"]))
+    header, arrays = compute_port_vectors(model, n_samples, seed)
+    write_archive(path, "port-reference", header, arrays)
+    return header

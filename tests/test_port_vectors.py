@@ -1,6 +1,4 @@
-"""Reference vectors for ports: complete, reproducible, and right (finite differences, torch)."""
-
-import json
+"""Port-reference vectors: complete, reproducible, and right (finite differences, torch)."""
 
 import numpy as np
 import pytest
@@ -9,7 +7,8 @@ from npclust.cli import main
 from npclust.cluster import DEC, IDEC, IMSAT, KMeans
 from npclust.datasets import make_blobs
 from npclust.gradcheck import numerical_gradient
-from npclust.reference import compute_reference, export_reference
+from npclust.cluster.port_vectors import compute_port_vectors, export_port_vectors
+from npclust.files.archive import FORMAT_VERSION, read_archive
 
 MODELS = {
     "imsat": lambda: IMSAT(n_clusters=3, hidden_dims=(12, 8), epochs=3, batch_size=40,
@@ -31,13 +30,12 @@ def fitted():
 @pytest.mark.parametrize("name", MODELS)
 def test_reference_is_complete_and_reproducible(fitted, name):
     model = fitted[name]
-    first = compute_reference(model, n_samples=6, seed=3)
-    second = compute_reference(model, n_samples=6, seed=3)
-    assert first.keys() == second.keys()
+    header, first = compute_port_vectors(model, n_samples=6, seed=3)
+    second_header, second = compute_port_vectors(model, n_samples=6, seed=3)
+    assert first.keys() == second.keys() and header == second_header
     for key in first:
         np.testing.assert_array_equal(first[key], second[key])
-    header = json.loads(str(first["__reference__"]))
-    assert header["class"] == type(model).__name__ and header["format_version"] == 1
+    assert header["class"] == type(model).__name__
     assert first["input"].shape == (6, 4) and first["grad/input"].shape == (6, 4)
     for key in first:
         if key.startswith("param/") and "running" not in key and "num_batches" not in key:
@@ -49,7 +47,7 @@ def test_model_is_left_untouched(fitted, name):
     model = fitted[name]
     modules = [getattr(model, attr) for attr in model._fitted_modules]
     before = [module.state_dict() for module in modules]
-    compute_reference(model)
+    compute_port_vectors(model)
     for module, state in zip(modules, before):
         for key, value in module.state_dict().items():
             np.testing.assert_array_equal(value, state[key])
@@ -57,10 +55,10 @@ def test_model_is_left_untouched(fitted, name):
 
 @pytest.mark.parametrize("name", MODELS)
 def test_input_gradient_matches_finite_differences(fitted, name, monkeypatch):
-    from npclust import reference
+    from npclust.cluster import port_vectors as reference
 
     model = fitted[name]
-    arrays = compute_reference(model, n_samples=5, seed=1)
+    _, arrays = compute_port_vectors(model, n_samples=5, seed=1)
     x = arrays["input"]
 
     if "output/target" in arrays:
@@ -69,8 +67,8 @@ def test_input_gradient_matches_finite_differences(fitted, name, monkeypatch):
 
     def loss_at(candidate):
         monkeypatch.setattr(reference, "_input_batch", lambda *args: candidate)
-        value = json.loads(str(compute_reference(model, n_samples=5)["__reference__"]))
-        return value["loss_value"]
+        header, _ = compute_port_vectors(model, n_samples=5)
+        return header["loss_value"]
 
     numerical = numerical_gradient(loss_at, x.copy())
     np.testing.assert_allclose(arrays["grad/input"], numerical, rtol=1e-5, atol=1e-8)
@@ -82,7 +80,7 @@ def test_reference_matches_torch_autograd(fitted, name):
     from npclust.interop import to_torch
 
     model = fitted[name]
-    arrays = compute_reference(model, n_samples=8, seed=0)
+    header, arrays = compute_port_vectors(model, n_samples=8, seed=0)
     x = torch.tensor(arrays["input"], requires_grad=True)
     if name == "imsat":
         network = to_torch(model.network_, dtype=torch.float64).train()
@@ -104,7 +102,6 @@ def test_reference_matches_torch_autograd(fitted, name):
         kl = (p * (torch.log(p) - torch.log(q))).sum() / x.shape[0]
         loss = ((decoder(z) - x) ** 2).mean() + model.gamma * kl
     loss.backward()
-    header = json.loads(str(arrays["__reference__"]))
     assert header["loss_value"] == pytest.approx(loss.item(), rel=1e-12)
     np.testing.assert_allclose(arrays["grad/input"], x.grad.numpy(), rtol=1e-9, atol=1e-14)
     for module_name, module in modules.items():
@@ -117,29 +114,30 @@ def test_reference_matches_torch_autograd(fitted, name):
 
 
 def test_dec_reference_leaves_out_the_unused_decoder(fitted):
-    arrays = compute_reference(fitted["dec"])
+    _, arrays = compute_port_vectors(fitted["dec"])
     assert not any(key.startswith("grad/decoder") for key in arrays)
 
 
 def test_refuses_unsupported_or_unfitted_models(fitted):
     with pytest.raises(TypeError, match="KMeans"):
-        compute_reference(KMeans(n_clusters=2).fit(np.random.default_rng(0).random((10, 2))))
+        compute_port_vectors(KMeans(n_clusters=2).fit(np.random.default_rng(0).random((10, 2))))
     with pytest.raises(ValueError, match="not fitted"):
-        compute_reference(IMSAT())
+        compute_port_vectors(IMSAT())
     with pytest.raises(ValueError, match="n_samples"):
-        compute_reference(fitted["imsat"], n_samples=1)
+        compute_port_vectors(fitted["imsat"], n_samples=1)
 
 
 def test_export_and_cli(fitted, tmp_path, capsys):
     model_path, out = tmp_path / "m.npz", tmp_path / "ref.npz"
     fitted["idec"].save(model_path)
-    header = export_reference(fitted["idec"], tmp_path / "direct.npz", n_samples=4)
+    header = export_port_vectors(fitted["idec"], tmp_path / "direct.npz", n_samples=4)
     assert header["class"] == "IDEC"
     assert main(["export-reference", str(model_path), "--out", str(out), "--n-samples", "4"]) == 0
     assert "IDEC reference written" in capsys.readouterr().out
-    with np.load(out, allow_pickle=False) as from_cli, \
-            np.load(tmp_path / "direct.npz", allow_pickle=False) as direct:
-        assert from_cli.files == direct.files
-        for key in direct.files:
-            np.testing.assert_array_equal(from_cli[key], direct[key])
+    cli_header, from_cli = read_archive(out, "port-reference")
+    direct_header, direct = read_archive(tmp_path / "direct.npz", "port-reference")
+    assert cli_header == direct_header and cli_header["format_version"] == FORMAT_VERSION
+    assert from_cli.keys() == direct.keys()
+    for key in direct:
+        np.testing.assert_array_equal(from_cli[key], direct[key])
     assert main(["export-reference", str(tmp_path / "missing.npz"), "--out", str(out)]) == 2

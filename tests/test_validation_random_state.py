@@ -1,9 +1,9 @@
-"""Tests for npclust.random.check_random_state."""
+"""Tests for npclust.validation.check_random_state."""
 
 import numpy as np
 import pytest
 
-from npclust.random import check_random_state
+from npclust.validation import check_random_state
 
 
 def test_none_gives_fresh_generators():

@@ -12,8 +12,8 @@ from pathlib import Path
 
 import numpy as np
 
-from .io import atomic_write
-from .validation import check_array
+from ..validation import check_array
+from .archive import ZIP_MAGIC, ArchiveError, atomic_write, check_magic
 
 __all__ = ["DataFileError", "read_matrix", "write_labels"]
 
@@ -85,17 +85,16 @@ def read_matrix(path, dtype=np.float32, mmap=True):
         raise DataFileError(str(error)) from None
 
 
-_MAGIC = {".npy": (b"\x93NUMPY",), ".npz": (b"PK\x03\x04", b"PK\x05\x06")}
+_MAGIC = {".npy": ((b"\x93NUMPY",), "a NumPy .npy file"),
+          ".npz": (ZIP_MAGIC, "an .npz (zip) archive")}
 
 
 def _check_magic(path, suffix):
-    """Refuse a file whose first bytes are not those of its format (NumPy would try
-    to read it as a pickle and say so, which misleads)."""
-    with open(path, "rb") as file:
-        start = file.read(6)
-    if not any(start.startswith(magic) for magic in _MAGIC[suffix]):
-        kind = "a NumPy .npy file" if suffix == ".npy" else "an .npz (zip) archive"
-        raise DataFileError(f"{path}: not {kind}" + (" (empty file)" if not start else ""))
+    magics, what = _MAGIC[suffix]
+    try:
+        check_magic(path, magics, what)
+    except ArchiveError as error:
+        raise DataFileError(str(error)) from None
 
 
 def _read_npz(path):

@@ -17,7 +17,8 @@ import pytest
 import npclust
 from npclust.cluster import DEC, IDEC, IMSAT, KMeans
 from npclust.datasets import make_blobs
-from npclust.io import FORMAT_VERSION, atomic_write, load, save_estimator
+from npclust.cluster import load
+from npclust.files.archive import FORMAT_VERSION, atomic_write
 from npclust.validation import NotFittedError
 
 # Small settings that train in a fraction of a second and still separate the blobs.
@@ -131,7 +132,7 @@ def test_save_refuses_a_parameter_json_cannot_hold(fitted, tmp_path):
     model = make("kmeans").fit(np.eye(4))
     model.verbose = object()  # not validated by fit, cannot be saved
     with pytest.raises(TypeError, match="verbose"):
-        save_estimator(model, tmp_path / "model.npz")
+        model.save(tmp_path / "model.npz")
     assert list(tmp_path.iterdir()) == []
 
 
@@ -256,7 +257,7 @@ def test_load_refuses_a_corrupted_header(saved, tmp_path, header, message):
         load(_write_archive(tmp_path / "model.npz", members))
 
 
-@pytest.mark.parametrize("version", [0, 2, 99, "1", 1.5, True, None])
+@pytest.mark.parametrize("version", [0, FORMAT_VERSION + 1, 99, "1", 1.5, True, None])
 def test_load_refuses_an_unknown_format_version(saved, tmp_path, version):
     path = _with_header(saved["kmeans"], tmp_path / "model.npz", format_version=version)
     with pytest.raises(ValueError, match="format version|format_version"):
@@ -264,8 +265,9 @@ def test_load_refuses_an_unknown_format_version(saved, tmp_path, version):
 
 
 def test_unknown_version_message_names_both_versions(saved, tmp_path):
-    path = _with_header(saved["kmeans"], tmp_path / "model.npz", format_version=2)
-    with pytest.raises(ValueError, match=f"version 2.*format {FORMAT_VERSION}"):
+    newer = FORMAT_VERSION + 1
+    path = _with_header(saved["kmeans"], tmp_path / "model.npz", format_version=newer)
+    with pytest.raises(ValueError, match=f"version {newer}.*format {FORMAT_VERSION}"):
         load(path)
 
 
@@ -483,3 +485,28 @@ def test_load_refuses_a_zip_entry_claiming_an_unsupported_zip_version(saved, tmp
     damaged.write_bytes(bytes(data))
     with pytest.raises(ValueError, match="corrupted"):
         load(damaged)
+
+
+# Files written by npclust 0.1 (format version 1), committed as they came out of it.
+FORMAT1 = Path(__file__).parent / "data" / "format1"
+
+
+@pytest.mark.parametrize("name", ["kmeans", "imsat", "idec"])
+def test_format1_model_files_load_and_predict_as_they_did(name):
+    X = np.load(FORMAT1 / "X.npy")
+    expected = json.loads((FORMAT1 / "expected.json").read_text())[name]
+    model = load(FORMAT1 / f"{name}.npz")
+    np.testing.assert_array_equal(model.predict_proba(X), np.array(expected["proba"], dtype=np.float32))
+    np.testing.assert_array_equal(model.predict(X), expected["labels"])
+
+
+def test_format1_checkpoint_is_refused_naming_its_version(tmp_path):
+    from npclust.cluster import IMSAT
+
+    X = np.load(FORMAT1 / "X.npy")
+    path = tmp_path / "checkpoint.npz"
+    path.write_bytes((FORMAT1 / "imsat_checkpoint.npz").read_bytes())
+    model = IMSAT(n_clusters=3, hidden_dims=(8,), epochs=1, n_init=1, n_neighbors=3,
+                  batch_size=20, random_state=0, checkpoint=path)
+    with pytest.raises(ValueError, match="checkpoint file of format version 1.*delete it"):
+        model.fit(X)

@@ -7,8 +7,8 @@ tests/test_bad_input.py; here, well-formed variants must read identically either
 import numpy as np
 import pytest
 
-from npclust import datafile
-from npclust.datafile import read_matrix
+from npclust.files import matrix as datafile
+from npclust.files.matrix import read_matrix
 
 ROWS = "1,2.5,-3\n4e-3,5,6\n7,8,+9\n"
 

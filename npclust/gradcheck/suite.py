@@ -2,7 +2,7 @@
 
 :func:`run_gradcheck_suite` builds every layer, activation, functional VJP and loss
 in float64 on small seeded inputs, checks each analytic gradient with
-:mod:`npclust.gradcheck`, and returns one :class:`~npclust.gradcheck.GradcheckResult`
+:mod:`npclust.gradcheck.checker`, and returns one :class:`~npclust.gradcheck.GradcheckResult`
 per gradient; :func:`format_gradcheck_table` prints them. ``npclust gradcheck`` runs it.
 
 Besides benign random inputs the suite includes the inputs where hand-written
@@ -19,40 +19,12 @@ checks whatever those names hold at that moment.
 
 import numpy as np
 
-from . import functional, losses, nn
-from .gradcheck import check_gradient, check_module
-from .random import check_random_state
+from .. import functional, losses, nn
+from ..validation import check_random_state
+from .cases import FINITE_LOGIT_KINDS, LOGIT_KINDS, awkward_logits, away_from_zero
+from .checker import check_gradient, check_module
 
 __all__ = ["run_gradcheck_suite", "format_gradcheck_table"]
-
-
-# ------------------------------------------------------------------------ inputs
-def _away_from_zero(x, margin=0.05):
-    """``x`` with every entry moved at least ``margin`` from 0, keeping its sign."""
-    return np.where(x < 0, -1.0, 1.0) * (margin + np.abs(x))
-
-
-def _awkward_logits(kind, shape, rng):
-    """Logits of one of the kinds in ``_LOGIT_KINDS``, shaped ``shape``."""
-    if kind == "random":
-        return rng.normal(scale=2.0, size=shape)
-    if kind == "logits +-30":
-        return rng.choice([-30.0, 30.0], size=shape) + rng.normal(scale=0.5, size=shape)
-    if kind == "tied logits":
-        # Rows of 0s and 1s mostly tie for the maximum; the first is tied throughout
-        # (the uniform distribution, where the entropy gradient vanishes).
-        logits = rng.integers(0, 2, size=shape).astype(np.float64)
-        logits[0] = 1.0
-        return logits
-    if kind == "-inf entries":
-        logits = rng.normal(scale=2.0, size=shape)
-        # One impossible class per row, never the whole row (that has no distribution).
-        logits[np.arange(shape[0]), rng.integers(0, shape[1], size=shape[0])] = -np.inf
-        return logits
-    raise ValueError(f"unknown kind of logits {kind!r}")
-
-
-_LOGIT_KINDS = ("random", "logits +-30", "tied logits", "-inf entries")
 
 
 class _ReplayedUniforms:
@@ -126,7 +98,7 @@ def _check_layers(rng):
 
 
 def _check_activations(rng):
-    x = _away_from_zero(rng.normal(scale=3.0, size=(6, 5)))
+    x = away_from_zero(rng.normal(scale=3.0, size=(6, 5)))
     # Saturated sigmoid and tanh, Softplus's linear region (beta x > 20) and its far tail.
     x[0] = [-30.0, -5.0, 19.0, 21.0, 30.0]
     modules = [activation() for activation in nn.ACTIVATIONS.values()]
@@ -195,8 +167,8 @@ def _check_functional(rng):
         results.append(
             _check_vjp(f"{name} (axis=0)", forward, backward, rng.normal(size=(5, 4)), 0, rng)
         )
-        for kind in _LOGIT_KINDS[1:]:
-            logits = _awkward_logits(kind, (5, 4), rng)
+        for kind in LOGIT_KINDS[1:]:
+            logits = awkward_logits(kind, (5, 4), rng)
             results.append(_check_vjp(f"{name} ({kind})", forward, backward, logits, -1, rng))
     return results
 
@@ -228,8 +200,8 @@ def _check_mse(rng):
 
 def _check_cross_entropy(rng):
     results = []
-    for kind in _LOGIT_KINDS[:3]:
-        logits = _awkward_logits(kind, (6, 4), rng)
+    for kind in FINITE_LOGIT_KINDS:
+        logits = awkward_logits(kind, (6, 4), rng)
         # With +-30 logits about half the labels fall on a class at -30: confidently wrong.
         labels = rng.integers(0, 4, size=6)
         label = "cross_entropy" if kind == "random" else f"cross_entropy ({kind})"
@@ -256,7 +228,7 @@ def _check_kl_div(rng):
 
 
 def _check_mutual_information(rng):
-    cases = {kind: _awkward_logits(kind, (6, 4), rng) for kind in _LOGIT_KINDS[:3]}
+    cases = {kind: awkward_logits(kind, (6, 4), rng) for kind in FINITE_LOGIT_KINDS}
     near_empty = rng.normal(size=(6, 4))
     near_empty[:, 0] -= 25.0  # pbar_0 ~ 1e-11: its log must come from log space
     cases["near-empty cluster"] = near_empty

@@ -1,0 +1,101 @@
+"""Model files: which class a file names, and turning a file back into a fitted estimator.
+
+A model file is an npclust archive (:mod:`npclust.files.archive`) of kind ``"model"``:
+the header holds the estimator's ``class``, ``params``, fitted ``scalars``,
+``history`` and optional ``feature_names_in``; the arrays are each network's
+``state_dict()`` entries under ``module/<attribute>/<key>`` (PyTorch's key names,
+e.g. ``module/network_/0.weight``) and fitted arrays under ``array/<attribute>``.
+Files of format version 1 have the same layout and load unchanged.
+
+The class is looked up in :data:`ESTIMATORS`, never imported by name, and the
+estimator's own :meth:`~npclust.cluster.base.ClusteringEstimator.set_state` checks
+everything else; a loaded estimator has predicted one sample successfully.
+"""
+
+import numpy as np
+
+from ..files.archive import ArchiveError, read_archive
+from .dec import DEC, IDEC
+from .imsat import IMSAT
+from .kmeans import KMeans
+
+__all__ = ["ESTIMATORS", "load"]
+
+#: Estimator classes by name: what a model file's ``class`` may name.
+ESTIMATORS = {cls.__name__: cls for cls in (DEC, IDEC, IMSAT, KMeans)}
+
+
+def load(path):
+    """Load an estimator saved with ``save``.
+
+    Parameters
+    ----------
+    path : str or os.PathLike
+
+    Returns
+    -------
+    IMSAT, DEC, IDEC or KMeans
+        Fitted, predicting exactly as the saved estimator did.
+
+    Raises
+    ------
+    FileNotFoundError
+        No file at ``path``.
+    PermissionError
+        The file cannot be opened.
+    ValueError
+        The file is not an npclust model: not a zip archive, truncated, corrupted,
+        holding pickled objects, of an unknown format version or class, or with
+        parameters, attributes or weights that do not fit the class. The message
+        names the file and the problem.
+    """
+    header, arrays = read_archive(path, "model")
+    where = repr(str(path))
+    class_name = header.get("class")
+    if not isinstance(class_name, str) or class_name not in ESTIMATORS:
+        shown = repr(class_name) if len(repr(class_name)) <= 80 else repr(class_name)[:80] + "..."
+        raise ArchiveError(f"{where} names unknown estimator class {shown}; known classes "
+                           f"are {sorted(ESTIMATORS)}")
+    for section, kind in (("params", dict), ("scalars", dict), ("history", list)):
+        if not isinstance(header.get(section, kind()), kind):
+            raise ArchiveError(f"{where} has a corrupted header ({section} is not a {kind.__name__})")
+    names = header.get("feature_names_in")
+    if names is not None and (not isinstance(names, list)
+                              or not all(isinstance(name, str) for name in names)):
+        raise ArchiveError(f"{where} has a corrupted header (feature_names_in)")
+    state = {key: header.get(key) for key in ("params", "scalars", "history", "feature_names_in")}
+    state["modules"], state["arrays"] = _split_members(arrays, where)
+    estimator = ESTIMATORS[class_name]()
+    try:
+        estimator.set_state(state)
+    except ValueError as error:
+        raise ArchiveError(f"{where}: {error}") from None
+    _check_predicts(estimator, where)
+    return estimator
+
+
+def _split_members(arrays, where):
+    """``module/<attribute>/<key>`` and ``array/<attribute>`` members, apart."""
+    modules, fitted = {}, {}
+    for name, value in arrays.items():
+        kind, _, rest = name.partition("/")
+        attribute, _, key = rest.partition("/")
+        if kind == "module" and attribute and key:
+            modules.setdefault(attribute, {})[key] = value
+        elif kind == "array" and attribute and not key:
+            fitted[attribute] = value
+        else:
+            raise ArchiveError(f"{where}: unexpected entry {name[:80]!r}")
+    return modules, fitted
+
+
+def _check_predicts(estimator, where):
+    """The loaded estimator must turn one sample into one probability row."""
+    try:
+        proba = estimator.predict_proba(np.zeros((1, estimator.n_features_in_)))
+    except (TypeError, ValueError, KeyError, IndexError, AttributeError) as error:
+        raise ArchiveError(f"{where}: the saved arrays do not fit {type(estimator).__name__} "
+                           f"({type(error).__name__}: {error})") from None
+    if proba.shape != (1, estimator.n_clusters) or not np.isfinite(proba).all():
+        raise ArchiveError(f"{where}: the saved arrays do not fit {type(estimator).__name__} "
+                           f"(predict_proba gave shape {proba.shape})")

@@ -1,0 +1,104 @@
+"""Training checkpoints: the whole state of an unfinished fit in one atomically written archive.
+
+A checkpoint holds what the next step of training depends on (network weights and
+buffers, optimizer moments, the random generator's state, the position of the
+mini-batch stream, the history so far, the best completed restart), so an
+interrupted fit that is resumed ends with exactly the weights and labels of an
+uninterrupted one. What goes in is the training loop's business
+(:mod:`npclust.cluster.training`); this module stores it and refuses to hand it to a
+fit it was not written for.
+
+The archive (:mod:`npclust.files.archive`, kind ``"checkpoint"``) has the header
+``{"identity": {"class", "params", "data"}, "progress": {...}, "rng": {...}}``; the
+identity names the estimator class, its parameters and a fingerprint of the data.
+"""
+
+import hashlib
+from pathlib import Path
+
+import numpy as np
+
+from .archive import read_archive, write_archive
+
+__all__ = ["TrainingCheckpoint", "data_fingerprint"]
+
+
+def data_fingerprint(X):
+    """Shape, dtype and a BLAKE2 digest of the bytes of ``X`` (hashed in row chunks).
+
+    Parameters
+    ----------
+    X : ndarray of shape (n_samples, n_features)
+
+    Returns
+    -------
+    dict
+    """
+    digest = hashlib.blake2b(digest_size=16)
+    rows_per_chunk = max(1, (1 << 24) // max(1, X.itemsize * X.shape[1]))
+    for start in range(0, X.shape[0], rows_per_chunk):
+        digest.update(np.ascontiguousarray(X[start:start + rows_per_chunk]).tobytes())
+    return {"shape": list(X.shape), "dtype": str(X.dtype), "blake2b": digest.hexdigest()}
+
+
+class TrainingCheckpoint:
+    """Save and restore the training state of one ``fit`` call.
+
+    Parameters
+    ----------
+    path : str or os.PathLike
+    identity : dict
+        JSON data that must match for a checkpoint to be resumed: the estimator's
+        class and parameters, and :func:`data_fingerprint` of the training data.
+    """
+
+    def __init__(self, path, identity):
+        if not isinstance(path, (str, Path)):
+            raise TypeError(f"checkpoint must be a file path or None, got {type(path).__name__}")
+        self.path = Path(path)
+        self.identity = identity
+
+    def save(self, progress, rng, arrays):
+        """Write the state atomically, replacing any previous checkpoint.
+
+        Parameters
+        ----------
+        progress : dict
+            JSON-serialisable training position (restart, stage, history, ...).
+        rng : numpy.random.Generator
+            Its bit generator's state is stored.
+        arrays : dict of str to ndarray or number
+        """
+        header = {"identity": self.identity, "progress": progress,
+                  "rng": rng.bit_generator.state}
+        write_archive(self.path, "checkpoint", header, arrays)
+
+    def load(self):
+        """The saved ``(progress, rng_state, arrays)``, or None when there is no checkpoint file.
+
+        Returns
+        -------
+        tuple of (dict, dict, dict of str to ndarray) or None
+
+        Raises
+        ------
+        ValueError
+            The file is unreadable, of another format version, or was written for
+            another estimator class, other parameters or other data.
+        """
+        if not self.path.exists():
+            return None
+        header, arrays = read_archive(self.path, "checkpoint")
+        where = f"checkpoint {str(self.path)!r}"
+        identity, progress, rng_state = (header.get(key) for key in ("identity", "progress", "rng"))
+        if not (isinstance(identity, dict) and isinstance(progress, dict)
+                and isinstance(rng_state, dict)):
+            raise ValueError(f"{where} is corrupted (its header lacks identity, progress or "
+                             "random state)")
+        if identity != self.identity:
+            differing = [key for key in self.identity if identity.get(key) != self.identity[key]]
+            raise ValueError(
+                f"{where} was written by a fit with different {' and '.join(differing)}; "
+                "delete it or choose another checkpoint path to start afresh"
+            )
+        return progress, rng_state, arrays
