@@ -19,8 +19,7 @@ import numpy as np
 import npclust
 from npclust.cluster import DEC, IDEC, IMSAT, KMeans
 from npclust.datasets import load_digits
-from npclust.metrics import (adjusted_rand_score, clustering_accuracy,
-                             normalized_mutual_info_score)
+from npclust.metrics import adjusted_rand_score, clustering_accuracy, normalized_mutual_info_score
 
 ESTIMATORS = {"kmeans": KMeans, "imsat": IMSAT, "dec": DEC, "idec": IDEC}
 

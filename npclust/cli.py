@@ -10,8 +10,18 @@ import ast
 import sys
 import time
 import warnings
+from pathlib import Path
 
 import numpy as np
+
+from .cluster import ESTIMATORS, load
+from .cluster.port_vectors import export_port_vectors
+from .datasets import load_digits
+from .demo import compare_output_layers, softmax_confidence_cap
+from .files.matrix import DataFileError, read_matrix, write_labels
+from .gradcheck.suite import format_gradcheck_table, run_gradcheck_suite
+from .metrics import adjusted_rand_score, clustering_accuracy, normalized_mutual_info_score
+from .plotting import plot_fit
 
 __all__ = ["main"]
 
@@ -31,16 +41,12 @@ class _ArgumentParser(argparse.ArgumentParser):
 
 def _check_writable_directory(path, what):
     """Fail before a long fit, not after it, when an output's directory does not exist."""
-    from pathlib import Path
-
     directory = Path(path).parent
     if not directory.is_dir():
         raise CommandError(f"{what} {path!r}: directory {str(directory)!r} does not exist")
 
 
 def _estimator_class(method):
-    from .cluster import ESTIMATORS
-
     return {name.lower(): cls for name, cls in ESTIMATORS.items()}[method]
 
 
@@ -66,17 +72,12 @@ def _make_estimator(method, n_clusters, seed, verbose, settings):
 
 
 def _scores(y, labels):
-    from .metrics import adjusted_rand_score, clustering_accuracy, normalized_mutual_info_score
-
     return (clustering_accuracy(y, labels), normalized_mutual_info_score(y, labels),
             adjusted_rand_score(y, labels))
 
 
 # --------------------------------------------------------------------- commands
 def _demo(args):
-    from .datasets import load_digits
-    from .demo import compare_output_layers, softmax_confidence_cap
-
     X, y = load_digits()
     print(f"npclust demo: {X.shape[0]} handwritten digits (UCI, 8x8 pixels scaled to [0, 1]), "
           f"10 clusters, method {args.method}, seed {args.seed}\n", flush=True)
@@ -98,8 +99,6 @@ def _demo(args):
     print("(ACC: accuracy under the best one-to-one cluster-to-digit mapping; labels are used "
           "only for these scores.)")
     if args.plot:
-        from .plotting import plot_fit
-
         plot_fit(estimator, X, args.plot, y=y)
         print(f"plot written to {args.plot}")
 
@@ -115,8 +114,6 @@ def _demo(args):
 
 
 def _fit(args):
-    from .files.matrix import read_matrix, write_labels
-
     settings = _parse_settings(args.set)
     for path, what in ((args.output, "--output"), (args.save, "--save"),
                        (args.checkpoint, "--checkpoint")):
@@ -139,14 +136,12 @@ def _fit(args):
     for message in dict.fromkeys(f"{w.category.__name__}: {w.message}" for w in caught):
         print(f"npclust fit: warning: {message}", file=sys.stderr)
     if args.plot:
-        from .plotting import plot_fit
-
         plot_fit(estimator, X, args.plot)
         print(f"plot written to {args.plot}", file=sys.stderr)
     if args.save:
         estimator.save(args.save)
         print(f"model saved to {args.save}", file=sys.stderr)
-    _emit_labels(labels, args.output, write_labels)
+    _emit_labels(labels, args.output)
     sizes = np.bincount(labels, minlength=args.n_clusters)
     print(f"{X.shape[0]} samples in {np.count_nonzero(sizes)} clusters "
           f"(sizes {sizes.min()} to {sizes.max()})", file=sys.stderr)
@@ -154,9 +149,6 @@ def _fit(args):
 
 
 def _predict(args):
-    from .files.matrix import read_matrix, write_labels
-    from .cluster import load
-
     if args.output:
         _check_writable_directory(args.output, "--output")
     estimator = load(args.model)
@@ -166,11 +158,11 @@ def _predict(args):
             f"{args.data} has {X.shape[1]} features, but the model in {args.model} was "
             f"fitted with {estimator.n_features_in_} features"
         )
-    _emit_labels(estimator.predict(X), args.output, write_labels)
+    _emit_labels(estimator.predict(X), args.output)
     return 0
 
 
-def _emit_labels(labels, output, write_labels):
+def _emit_labels(labels, output):
     if output:
         write_labels(output, labels)
         print(f"labels written to {output}", file=sys.stderr)
@@ -179,9 +171,6 @@ def _emit_labels(labels, output, write_labels):
 
 
 def _export_reference(args):
-    from .cluster import load
-    from .cluster.port_vectors import export_port_vectors
-
     header = export_port_vectors(load(args.model), args.out, args.n_samples, args.seed)
     print(f"{header['class']} reference written to {args.out}: {header['n_samples']} samples, "
           f"loss {header['loss']} = {header['loss_value']:.10g}")
@@ -189,8 +178,6 @@ def _export_reference(args):
 
 
 def _gradcheck(args):
-    from .gradcheck.suite import format_gradcheck_table, run_gradcheck_suite
-
     results = run_gradcheck_suite(seed=args.seed)
     print(format_gradcheck_table(results))
     failed = [result.name for result in results if not result.passed]
@@ -256,8 +243,6 @@ def _parser():
 
 def main(argv=None):
     """Run the ``npclust`` command; returns the exit status."""
-    from .files.matrix import DataFileError
-
     try:
         args = _parser().parse_args(argv)
     except SystemExit as exit:  # usage error (already printed) or --help

@@ -289,7 +289,7 @@ class Optimizer:
         self._ensure_layout()
         for parameter in self.params:
             if getattr(parameter, "_grad_is_zero", False):
-                parameter.grad  # a gradient zeroed lazily and never computed: write the zeros
+                parameter.grad  # noqa: B018 (a gradient zeroed lazily and never computed: write the zeros)
         self.step_count += 1
         for index in range(len(self._data)):
             self._update(index, self._data[index], self._grads[index])

@@ -37,6 +37,11 @@ def check_is_fitted(estimator, attribute="n_features_in_"):
     either library (``GridSearchCV``, ``except sklearn.exceptions.NotFittedError``)
     catches it. scikit-learn is never imported here: a program that has not imported
     it cannot be catching its exception.
+
+    Parameters
+    ----------
+    estimator : object
+    attribute : str, default="n_features_in_"
     """
     if not hasattr(estimator, attribute):
         raise _not_fitted_error_class()(
@@ -214,7 +219,20 @@ def _check_finite(X, name, original=None):
 
 
 def check_integer(value, name, minimum=None, maximum=None):
-    """Return ``value`` as an int, or raise naming ``name`` and the allowed range."""
+    """Return ``value`` as an int, or raise naming ``name`` and the allowed range.
+
+    Parameters
+    ----------
+    value : object
+    name : str
+        The parameter's name, for the message.
+    minimum, maximum : int or None, default=None
+        Inclusive bounds.
+
+    Returns
+    -------
+    int
+    """
     if isinstance(value, bool) or not isinstance(value, numbers.Integral):
         raise TypeError(f"{name} must be an integer, got {value!r}")
     value = int(value)
@@ -229,7 +247,19 @@ def check_integer(value, name, minimum=None, maximum=None):
 
 
 def check_positive(value, name, allow_zero=False):
-    """Return ``value`` as a float, or raise if it is not a finite positive number."""
+    """Return ``value`` as a float, or raise if it is not a finite positive number.
+
+    Parameters
+    ----------
+    value : object
+    name : str
+        The parameter's name, for the message.
+    allow_zero : bool, default=False
+
+    Returns
+    -------
+    float
+    """
     if isinstance(value, bool) or not isinstance(value, numbers.Real):
         raise TypeError(f"{name} must be a real number, got {value!r}")
     value = float(value)
@@ -240,14 +270,37 @@ def check_positive(value, name, allow_zero=False):
 
 
 def check_option(value, name, options):
-    """Return ``value`` if it is one of ``options``, else raise listing the valid ones."""
+    """Return ``value`` if it is one of ``options``, else raise listing the valid ones.
+
+    Parameters
+    ----------
+    value : object
+    name : str
+        The parameter's name, for the message.
+    options : sequence
+
+    Returns
+    -------
+    object
+    """
     if value not in options:
         raise ValueError(f"unknown {name} {value!r}; valid values are {sorted(options)}")
     return value
 
 
 def check_layer_widths(value, name):
-    """Return ``value`` (hidden layer widths) as a tuple of positive ints, else raise naming it."""
+    """Return ``value`` (hidden layer widths) as a tuple of positive ints, else raise naming it.
+
+    Parameters
+    ----------
+    value : object
+    name : str
+        The parameter's name, for the message.
+
+    Returns
+    -------
+    tuple of int
+    """
     if (not isinstance(value, (tuple, list))
             or any(isinstance(width, bool) or not isinstance(width, (int, np.integer)) or width < 1
                    for width in value)):

@@ -3,7 +3,8 @@
 import numpy as np
 import pytest
 
-from npclust import cli, demo as saturation
+from npclust import cli
+from npclust import demo as saturation
 
 
 @pytest.fixture

@@ -2,13 +2,12 @@ import warnings
 
 import numpy as np
 import pytest
-from gradient_cases import LOGIT_KINDS, assert_matches_numerical
-
-from npclust.gradcheck.cases import awkward_logits
 import scipy.special
+from gradient_cases import LOGIT_KINDS, assert_matches_numerical
 from numpy.testing import assert_allclose, assert_array_equal
 
 from npclust import losses
+from npclust.gradcheck.cases import awkward_logits
 
 inf = np.inf
 

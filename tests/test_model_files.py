@@ -15,9 +15,8 @@ import numpy as np
 import pytest
 
 import npclust
-from npclust.cluster import DEC, IDEC, IMSAT, KMeans
+from npclust.cluster import DEC, IDEC, IMSAT, KMeans, load
 from npclust.datasets import make_blobs
-from npclust.cluster import load
 from npclust.files.archive import FORMAT_VERSION, atomic_write
 from npclust.validation import NotFittedError
 

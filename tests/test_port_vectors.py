@@ -5,10 +5,10 @@ import pytest
 
 from npclust.cli import main
 from npclust.cluster import DEC, IDEC, IMSAT, KMeans
-from npclust.datasets import make_blobs
-from npclust.gradcheck import numerical_gradient
 from npclust.cluster.port_vectors import compute_port_vectors, export_port_vectors
+from npclust.datasets import make_blobs
 from npclust.files.archive import FORMAT_VERSION, read_archive
+from npclust.gradcheck import numerical_gradient
 
 MODELS = {
     "imsat": lambda: IMSAT(n_clusters=3, hidden_dims=(12, 8), epochs=3, batch_size=40,

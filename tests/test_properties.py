@@ -19,8 +19,8 @@ from hypothesis import strategies as st  # noqa: E402
 from hypothesis.extra import numpy as hnp  # noqa: E402
 
 from npclust import functional as F  # noqa: E402
-from npclust.files.matrix import DataFileError, read_matrix  # noqa: E402
 from npclust.cluster import load  # noqa: E402
+from npclust.files.matrix import DataFileError, read_matrix  # noqa: E402
 from npclust.losses import (  # noqa: E402
     cross_entropy,
     dec_loss,

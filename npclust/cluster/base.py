@@ -58,7 +58,17 @@ class ClusteringEstimator:
         return {name: getattr(self, name) for name in self._get_param_names()}
 
     def set_params(self, **params):
-        """Set parameters (validated at the next ``fit``). Returns self."""
+        """Set parameters (validated at the next ``fit``).
+
+        Parameters
+        ----------
+        **params : dict
+            Parameter names of ``__init__`` and their new values.
+
+        Returns
+        -------
+        self
+        """
         valid = self._get_param_names()
         for name, value in params.items():
             if name not in valid:
@@ -134,11 +144,33 @@ class ClusteringEstimator:
         return self
 
     def fit_predict(self, X, y=None):
-        """Fit and return ``labels_``."""
+        """Fit and return ``labels_``.
+
+        Parameters
+        ----------
+        X : array_like of shape (n_samples, n_features)
+        y : array_like of shape (n_samples,), optional
+            Monitoring only, as in :meth:`fit`.
+
+        Returns
+        -------
+        ndarray of shape (n_samples,) of int64
+        """
         return self.fit(X, y).labels_
 
     def fit_transform(self, X, y=None):
-        """Fit and return ``transform(X)``."""
+        """Fit and return ``transform(X)``.
+
+        Parameters
+        ----------
+        X : array_like of shape (n_samples, n_features)
+        y : array_like of shape (n_samples,), optional
+            Monitoring only, as in :meth:`fit`.
+
+        Returns
+        -------
+        ndarray of shape (n_samples, n_components)
+        """
         return self.fit(X, y).transform(X)
 
     def _dtype(self):
@@ -172,6 +204,10 @@ class ClusteringEstimator:
     def predict_proba(self, X):
         """Soft cluster assignments.
 
+        Parameters
+        ----------
+        X : array_like of shape (n_samples, n_features)
+
         Returns
         -------
         ndarray of shape (n_samples, n_clusters)
@@ -182,6 +218,10 @@ class ClusteringEstimator:
     def predict(self, X):
         """Cluster index of each sample (the most probable cluster).
 
+        Parameters
+        ----------
+        X : array_like of shape (n_samples, n_features)
+
         Returns
         -------
         ndarray of shape (n_samples,) of int64
@@ -189,7 +229,16 @@ class ClusteringEstimator:
         return self._map_chunks(lambda chunk: self._soft_assignment(chunk).argmax(axis=1), X)
 
     def transform(self, X):
-        """The learned representation of each sample (see the estimator's docstring)."""
+        """The learned representation of each sample (see the estimator's docstring).
+
+        Parameters
+        ----------
+        X : array_like of shape (n_samples, n_features)
+
+        Returns
+        -------
+        ndarray of shape (n_samples, n_components)
+        """
         return self._map_chunks(self._embed, X)
 
     # ---------------------------------------------------------------- state

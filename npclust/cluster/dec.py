@@ -1,4 +1,4 @@
-"""DEC (Xie et al., ICML 2016) and IDEC (Guo et al., IJCAI 2017): clustering in an autoencoder's latent space."""
+"""DEC (Xie et al., ICML 2016) and IDEC (Guo et al., IJCAI 2017): clustering in a latent space."""
 
 import numpy as np
 

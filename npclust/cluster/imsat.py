@@ -7,9 +7,9 @@ import numpy as np
 from .. import nn
 from ..functional import log_softmax, log_softmax_backward, softmax
 from ..losses import kl_div, mutual_information
+from ..neighbors import kth_neighbor_distance
 from ..optim import Adam
 from ..validation import check_integer, check_layer_widths, check_positive
-from ..neighbors import kth_neighbor_distance
 from .base import ClusteringEstimator, evaluate
 from .training import Stage, batch_boundaries, fit_restarts, report
 

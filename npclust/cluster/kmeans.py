@@ -2,8 +2,7 @@
 
 import numpy as np
 
-from ..validation import check_integer, check_positive
-from ..validation import check_random_state
+from ..validation import check_integer, check_positive, check_random_state
 from .base import ClusteringEstimator
 from .training import Progress, Stage
 

@@ -116,6 +116,15 @@ def batch_boundaries(n_samples, batch_size):
 
     A final batch of one row cannot be batch-normalised, so it is folded into the
     previous one.
+
+    Parameters
+    ----------
+    n_samples, batch_size : int
+
+    Returns
+    -------
+    list of int
+        ``[0, batch_size, 2 * batch_size, ..., n_samples]``.
     """
     stops = list(range(batch_size, n_samples, batch_size))
     if stops and n_samples - stops[-1] < 2:
@@ -164,6 +173,12 @@ class BatchStream:
         return {"order": order, "position": self.position}
 
     def load_state(self, state):
+        """Continue from a position saved by :meth:`state`.
+
+        Parameters
+        ----------
+        state : dict of str to ndarray or int
+        """
         order = np.asarray(state["order"])
         self.order = order if order.size else None
         self.position = int(state["position"])
@@ -207,7 +222,13 @@ def _unprefixed(prefix, arrays):
 
 # ----------------------------------------------------------------- progress
 def report(verbose, message):
-    """A one-off progress message: logged, and printed to stderr if ``verbose``."""
+    """A one-off progress message: logged, and printed to stderr if ``verbose``.
+
+    Parameters
+    ----------
+    verbose : int
+    message : str
+    """
     logger.info(message)
     if verbose:
         # Progress goes to stderr so that labels written to stdout stay clean.
@@ -358,9 +379,14 @@ def fit_restarts(estimator, X, y, rng):
                 last_good = model_state(run.model)
                 values, labels, stop = stage.run_unit(run)
                 unit += 1
-                _check_finite(values, f"{name} {stage.name}", stage.unit, lambda: (
-                    load_model_state(run.model, last_good),
-                    estimator._set_fitted(run.model, X, history)))
+                diverged = _first_non_finite(values)
+                if diverged:
+                    load_model_state(run.model, last_good)
+                    estimator._set_fitted(run.model, X, history)
+                    raise FloatingPointError(
+                        f"{name} {stage.name} {diverged} became {values[diverged]} during "
+                        f"training; the weights from the last completed {stage.unit} were "
+                        "restored. Try a smaller learning rate or check the input scale.")
                 history.append(progress.record(label, stage, unit, values, labels))
                 stage_done = stop or unit == stage.n_units
                 save(restart, stage_index, unit, stage_done, run, history)
@@ -412,13 +438,6 @@ def _load_stage_state(run, arrays):
                      for key, value in _unprefixed("variables", arrays).items()}
 
 
-def _check_finite(values, what, unit, restore):
-    """Stop training on a NaN or infinite value, after restoring the last good weights."""
-    for name, value in values.items():
-        if not np.isfinite(value):
-            restore()
-            raise FloatingPointError(
-                f"{what} {name} became {value} during training; the weights from the last "
-                f"completed {unit} were restored. Try a smaller learning rate or check the "
-                "input scale."
-            )
+def _first_non_finite(values):
+    """The name of the first NaN or infinite value, or None."""
+    return next((name for name, value in values.items() if not np.isfinite(value)), None)

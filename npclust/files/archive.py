@@ -155,6 +155,13 @@ def check_magic(path, magics, what):
     """Raise :class:`ArchiveError` unless the file at ``path`` starts with one of ``magics``.
 
     NumPy would try to read any other content as a pickle and say so, which misleads.
+
+    Parameters
+    ----------
+    path : str or os.PathLike
+    magics : tuple of bytes
+    what : str
+        What the file should be, for the message (``"a NumPy .npy file"``).
     """
     with open(path, "rb") as file:
         start = file.read(max(map(len, magics)))

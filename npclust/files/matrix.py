@@ -53,7 +53,8 @@ def read_matrix(path, dtype=np.float32, mmap=True):
     suffix = path.suffix.lower()
     if suffix not in SUPPORTED_SUFFIXES:
         raise DataFileError(
-            f"{path}: unsupported file type {suffix or '(none)'!r}; use one of {', '.join(SUPPORTED_SUFFIXES)}"
+            f"{path}: unsupported file type {suffix or '(none)'!r}; "
+            f"use one of {', '.join(SUPPORTED_SUFFIXES)}"
         )
     if not path.exists():
         raise DataFileError(f"{path}: no such file")
@@ -188,6 +189,12 @@ def _is_number(cell):
 
 
 def write_labels(path, labels):
-    """Write one integer label per line to ``path`` (CSV with a ``label`` header), atomically."""
+    """Write one integer label per line to ``path`` (CSV with a ``label`` header), atomically.
+
+    Parameters
+    ----------
+    path : str or os.PathLike
+    labels : array_like of int
+    """
     text = "label\n" + "".join(f"{int(label)}\n" for label in labels)
     atomic_write(path, lambda file: file.write(text.encode("utf-8")))

@@ -7,8 +7,13 @@
   (``npclust gradcheck``).
 """
 
-from .checker import (GradcheckResult, check_function, check_gradient, check_module,
-                      numerical_gradient)
+from .checker import (
+                      GradcheckResult,
+                      check_function,
+                      check_gradient,
+                      check_module,
+                      numerical_gradient,
+)
 
 __all__ = ["GradcheckResult", "check_function", "check_gradient", "check_module",
            "numerical_gradient"]

@@ -58,5 +58,14 @@ def away_from_zero(x, margin=0.05):
 
     Piecewise activations have a kink at 0, where the derivative is a convention and
     central differences average the two sides.
+
+    Parameters
+    ----------
+    x : ndarray
+    margin : float, default=0.05
+
+    Returns
+    -------
+    ndarray
     """
     return np.where(x < 0, -1.0, 1.0) * (margin + np.abs(x))

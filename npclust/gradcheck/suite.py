@@ -21,7 +21,7 @@ import numpy as np
 
 from .. import functional, losses, nn
 from ..validation import check_random_state
-from .cases import FINITE_LOGIT_KINDS, LOGIT_KINDS, awkward_logits, away_from_zero
+from .cases import FINITE_LOGIT_KINDS, LOGIT_KINDS, away_from_zero, awkward_logits
 from .checker import check_gradient, check_module
 
 __all__ = ["run_gradcheck_suite", "format_gradcheck_table"]
