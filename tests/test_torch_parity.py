@@ -22,6 +22,7 @@ import pytest
 torch = pytest.importorskip("torch")
 
 from npclust import functional, nn  # noqa: E402
+from npclust.cluster import DEC, IMSAT  # noqa: E402
 from npclust.losses import (  # noqa: E402
     cross_entropy,
     dec_loss,
@@ -31,7 +32,6 @@ from npclust.losses import (  # noqa: E402
     student_t_assignment,
     target_distribution,
 )
-from npclust.optim import Adam  # noqa: E402
 
 F = torch.nn.functional
 TOLERANCE = {np.float64: 1e-10, np.float32: 1e-5}
@@ -463,34 +463,33 @@ def test_imsat_training_steps_match_torch():
     rng = np.random.default_rng(11)
     x = rng.standard_normal((64, 10))
     batches = [rng.choice(64, size=16, replace=False) for _ in range(N_STEPS)]
-    network = nn.Sequential(
-        nn.Linear(10, 12, rng=0), nn.BatchNorm1d(12), nn.ReLU(),
-        nn.Linear(12, 12, rng=1), nn.BatchNorm1d(12), nn.ReLU(),
-        nn.Linear(12, 4, rng=2),
-    ).to(np.float64)
+    # The estimator's own network, optimizer and training step (no VAT: its probes are
+    # random draws the torch side cannot share).
+    imsat = IMSAT(n_clusters=4, hidden_dims=(12, 12), vat=False, lr=0.01, dtype="float64")
+    network = imsat._build_model(10, np.random.default_rng(0))["network"]
     torch_network = load_into_torch(torch.nn.Sequential(
         torch.nn.Linear(10, 12), torch.nn.BatchNorm1d(12), torch.nn.ReLU(),
         torch.nn.Linear(12, 12), torch.nn.BatchNorm1d(12), torch.nn.ReLU(),
         torch.nn.Linear(12, 4),
     ).double(), network)
-    lr, eps = 0.01, 1e-8
-    optimizer = Adam(network.parameters(), lr=lr, eps=eps)
+    stage = imsat._stages(64)[0]
+    optimizer = stage.optimizer({"network": network})
+    lr, eps = imsat.lr, optimizer.eps
     torch_optimizer = torch.optim.Adam(torch_network.parameters(), lr=lr, eps=eps)
     # (index of the Linear layer, index of the BatchNorm it feeds)
     linear_before_batchnorm = [(0, 1), (3, 4)]
     bias_noise = 0.0
 
     for batch in batches:
-        network.zero_grad()
-        loss, dlogits = mutual_information(network(x[batch]), mu=4.0)
-        network.backward(dlogits, input_grad=False)
-        optimizer.step()
+        network.train()
+        loss, information, _ = imsat._step(network, optimizer, x[batch], None, None)
 
         torch_optimizer.zero_grad()
-        loss_tensor = torch_mutual_information(torch_network(as_tensor(x[batch])), 4.0)
-        loss_tensor.backward()
+        information_tensor = torch_mutual_information(torch_network(as_tensor(x[batch])), imsat.mu)
+        (imsat.lam * information_tensor).backward()
         torch_optimizer.step()
-        assert_close(loss, loss_tensor, np.float64, "IMSAT step loss")
+        assert_close(information, information_tensor, np.float64, "IMSAT step information term")
+        assert loss == imsat.lam * information
 
         for linear, _ in linear_before_batchnorm:
             bias_noise = max(
@@ -525,35 +524,32 @@ def test_dec_training_steps_match_torch():
     rng = np.random.default_rng(12)
     x = rng.standard_normal((40, 8))
     batches = [rng.choice(40, size=10, replace=False) for _ in range(N_STEPS)]
-    alpha = 1.0
-    encoder = nn.Sequential(nn.Linear(8, 12, rng=0), nn.ReLU(), nn.Linear(12, 3, rng=1))
-    encoder.to(np.float64)
-    centers = nn.Parameter(encoder(x[:4]))
+    # The estimator's own networks, optimizer and self-training step.
+    dec = DEC(n_clusters=4, hidden_dims=(12,), latent_dim=3, alpha=1.0, lr=0.01, dtype="float64")
+    model = dec._build_model(8, np.random.default_rng(0))
+    encoder = model["encoder"]
+    model["centers"] = nn.Parameter(encoder(x[:4]))
     torch_encoder = load_into_torch(torch.nn.Sequential(
         torch.nn.Linear(8, 12), torch.nn.ReLU(), torch.nn.Linear(12, 3)
     ).double(), encoder)
-    torch_centers = torch.nn.Parameter(as_tensor(centers.data))
-    optimizer = Adam(encoder.parameters() + [centers], lr=0.01)
-    torch_optimizer = torch.optim.Adam([*torch_encoder.parameters(), torch_centers], lr=0.01)
+    torch_centers = torch.nn.Parameter(as_tensor(model["centers"].data))
+    optimizer = next(stage for stage in dec._stages(40) if stage.name == "cluster").optimizer(model)
+    torch_optimizer = torch.optim.Adam([*torch_encoder.parameters(), torch_centers], lr=dec.lr)
 
     for batch in batches:
-        target = target_distribution(student_t_assignment(encoder(x), centers.data, alpha))
-        encoder.zero_grad()
-        centers.grad.fill(0)
-        loss, dz, dcenters = dec_loss(encoder(x[batch]), centers.data, target[batch], alpha)
-        encoder.backward(dz, input_grad=False)
-        centers.grad += dcenters
-        optimizer.step()
+        target = target_distribution(dec._soft_assignment_of(model, x))
+        kl, _ = dec._self_training_step(model, optimizer, x[batch], target[batch])
 
         with torch.no_grad():
             torch_target = torch_target_distribution(
-                torch_student_t(torch_encoder(as_tensor(x)), torch_centers, alpha)
+                torch_student_t(torch_encoder(as_tensor(x)), torch_centers, dec.alpha)
             )
         torch_optimizer.zero_grad()
-        q_tensor = torch_student_t(torch_encoder(as_tensor(x[batch])), torch_centers, alpha)
+        q_tensor = torch_student_t(torch_encoder(as_tensor(x[batch])), torch_centers, dec.alpha)
         loss_tensor = F.kl_div(torch.log(q_tensor), torch_target[batch], reduction="batchmean")
         loss_tensor.backward()
         torch_optimizer.step()
-        assert_close(loss, loss_tensor, np.float64, "DEC step loss")
+        assert_close(kl, loss_tensor, np.float64, "DEC step loss")
     _assert_same_state(encoder, torch_encoder)
-    assert_close(centers.data, torch_centers, np.float64, f"centers after {N_STEPS} steps")
+    assert_close(model["centers"].data, torch_centers, np.float64,
+                 f"centers after {N_STEPS} steps")
