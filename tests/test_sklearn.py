@@ -4,7 +4,6 @@ npclust never imports scikit-learn; these tests run when it is installed (the
 ``sklearn`` extra) and skip cleanly otherwise.
 """
 
-import inspect
 import pickle
 import warnings
 
@@ -43,60 +42,19 @@ FAST_ESTIMATORS = [
     KMeans(n_clusters=3, n_init=1),
 ]
 
-# These checks set ``n_clusters = 1``; npclust rejects a one-cluster "clustering" with
-# a ValueError naming n_clusters, so they fail before testing anything else. What
-# they test besides is checked with n_clusters=2 in test_checks_that_force_one_cluster.
-ONE_CLUSTER_CHECKS = [
-    "check_dont_overwrite_parameters",
-    "check_fit2d_predict1d",
-    "check_methods_subset_invariance",
-    "check_fit2d_1feature",
-]
-ONE_CLUSTER_REASON = "sets n_clusters=1, which npclust rejects (at least 2 clusters)"
-
-def expected_failed_checks(estimator):
-    return {name: ONE_CLUSTER_REASON for name in ONE_CLUSTER_CHECKS}
-
-
 if SKLEARN_VERSION >= (1, 6):
-    _strict = (
-        {"xfail_strict": True}
-        if "xfail_strict" in inspect.signature(estimator_checks.parametrize_with_checks).parameters
-        else {}
-    )
-
+    # Every check of scikit-learn's, none expected to fail.
     with warnings.catch_warnings():
         warnings.filterwarnings("ignore", _NOT_BASE_ESTIMATOR)
-        _parametrize = estimator_checks.parametrize_with_checks(
-            FAST_ESTIMATORS, expected_failed_checks=expected_failed_checks, **_strict)
+        _parametrize = estimator_checks.parametrize_with_checks(FAST_ESTIMATORS)
 
     @_parametrize
     def test_sklearn_estimator_checks(estimator, check):
         check(estimator)
 else:
-    @pytest.mark.skip(reason="expected_failed_checks needs scikit-learn >= 1.6")
+    @pytest.mark.skip(reason="parametrize_with_checks of npclust's estimators needs scikit-learn >= 1.6")
     def test_sklearn_estimator_checks():
         pass
-
-
-def _at_least_two_clusters(estimator):
-    """``estimator`` as a test-only subclass that turns ``n_clusters = 1`` into 2."""
-    cls = type(estimator)
-
-    def __setattr__(self, name, value):
-        if name == "n_clusters" and value == 1:
-            value = 2
-        cls.__setattr__(self, name, value)
-
-    subclass = type(cls.__name__, (cls,), {"__setattr__": __setattr__})
-    return subclass(**estimator.get_params())
-
-
-@pytest.mark.parametrize("check_name", ONE_CLUSTER_CHECKS)
-@pytest.mark.parametrize("estimator", FAST_ESTIMATORS, ids=lambda e: type(e).__name__)
-def test_checks_that_force_one_cluster(estimator, check_name):
-    estimator = _at_least_two_clusters(estimator)
-    getattr(estimator_checks, check_name)(type(estimator).__name__, estimator)
 
 
 # scikit-learn runs its clustering checks only for subclasses of its ClusterMixin;

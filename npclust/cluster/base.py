@@ -228,6 +228,28 @@ class ClusteringEstimator:
         """
         return self._map_chunks(lambda chunk: self._soft_assignment(chunk).argmax(axis=1), X)
 
+    def score(self, X, y=None):
+        """The method's own objective on ``X``, negated so that higher is better.
+
+        What each estimator minimises, evaluated with the fitted model (no labels):
+        KMeans, the inertia (sum of squared distances to the nearest center, as
+        scikit-learn's ``score``); IMSAT, ``H(Y|X) - mu H(Y)`` of the predictions;
+        DEC and IDEC, ``KL(P || Q)`` with P the target distribution of the soft
+        assignments Q. So ``GridSearchCV`` and ``cross_validate`` work without labels;
+        compare scores only between models of the same method and ``n_clusters``.
+
+        Parameters
+        ----------
+        X : array_like of shape (n_samples, n_features)
+        y : None
+            Ignored; accepted for scikit-learn's API.
+
+        Returns
+        -------
+        float
+        """
+        return 0.0 - float(self._score_objective(self._check_fitted_input(X)))
+
     def transform(self, X):
         """The learned representation of each sample (see the estimator's docstring).
 

@@ -6,7 +6,7 @@ from .. import nn
 from ..losses import dec_loss, mse, student_t_assignment, target_distribution
 from ..optim import Adam
 from ..validation import check_integer, check_layer_widths, check_positive
-from .base import ClusteringEstimator, evaluate
+from .base import ClusteringEstimator, evaluate, in_chunks
 from .kmeans import kmeans
 from .training import Stage, batch_boundaries, fit_restarts
 
@@ -43,6 +43,8 @@ class DEC(ClusteringEstimator):
     Parameters
     ----------
     n_clusters : int, default=10
+        1 is the trivial clustering (every sample in one cluster), returned without
+        training.
     hidden_dims : tuple of int, default=(500, 500, 2000)
         Widths of the encoder's hidden layers; the decoder mirrors them.
     latent_dim : int, default=10
@@ -158,7 +160,7 @@ class DEC(ClusteringEstimator):
     # ------------------------------------------------------------- validation
     def _validate_params(self, X):
         n_samples = X.shape[0]
-        check_integer(self.n_clusters, "n_clusters", 2, n_samples)
+        check_integer(self.n_clusters, "n_clusters", 1, n_samples)
         check_layer_widths(self.hidden_dims, "hidden_dims")
         check_integer(self.latent_dim, "latent_dim", 1)
         check_positive(self.alpha, "alpha")
@@ -222,6 +224,9 @@ class DEC(ClusteringEstimator):
                 parameters += model["decoder"].parameters()
             return Adam(parameters, lr=self.lr)
 
+        if self.n_clusters == 1:
+            # The one center is the mean code: no training would change the labels.
+            return [Stage("kmeans init", 1, self._initial_centers, unit="run")]
         batches_per_epoch = len(batch_boundaries(n_samples, self.pretrain_batch_size)) - 1
         return [
             Stage("pretrain", self.pretrain_epochs, self._pretrain_epoch,
@@ -328,12 +333,16 @@ class DEC(ClusteringEstimator):
         return self._objective_and_labels(model, X)[0]
 
     def _objective_and_labels(self, model, X):
-        z = evaluate(model["encoder"], X)
-        soft_assignment = student_t_assignment(z, model["centers"].data, self.alpha)
+        return self._kl_and_labels(evaluate(model["encoder"], X), model["centers"].data)
+
+    def _kl_and_labels(self, z, centers):
+        soft_assignment = student_t_assignment(z, centers, self.alpha)
         # dec_loss works in log space, so assignments that underflow to 0 stay finite.
-        objective, _, _ = dec_loss(z, model["centers"].data, target_distribution(soft_assignment),
-                                   self.alpha)
+        objective, _, _ = dec_loss(z, centers, target_distribution(soft_assignment), self.alpha)
         return objective, soft_assignment.argmax(axis=1)
+
+    def _score_objective(self, X):
+        return self._kl_and_labels(in_chunks(self._embed, X), self.cluster_centers_)[0]
 
     def _set_fitted(self, model, X, history):
         self.encoder_, self.decoder_, self.history_ = model["encoder"], model["decoder"], history

@@ -10,7 +10,7 @@ from ..losses import kl_div, mutual_information
 from ..neighbors import kth_neighbor_distance
 from ..optim import Adam
 from ..validation import check_integer, check_layer_widths, check_positive
-from .base import ClusteringEstimator, evaluate
+from .base import ClusteringEstimator, evaluate, in_chunks
 from .training import Stage, batch_boundaries, fit_restarts, report
 
 __all__ = ["IMSAT"]
@@ -37,6 +37,8 @@ class IMSAT(ClusteringEstimator):
     Parameters
     ----------
     n_clusters : int, default=10
+        1 is the trivial clustering (every sample in one cluster), returned without
+        training.
     hidden_dims : tuple of int, default=(1200, 1200)
     mu : float, default=4.0
         Weight of the marginal entropy H(Y) (cluster balance).
@@ -117,7 +119,7 @@ class IMSAT(ClusteringEstimator):
 
     def _validate_params(self, X):
         n_samples = X.shape[0]
-        check_integer(self.n_clusters, "n_clusters", 2, n_samples)
+        check_integer(self.n_clusters, "n_clusters", 1, n_samples)
         check_layer_widths(self.hidden_dims, "hidden_dims")
         check_positive(self.mu, "mu", allow_zero=True)
         check_positive(self.lam, "lam")
@@ -151,7 +153,7 @@ class IMSAT(ClusteringEstimator):
         reusing it saves the neighbour search, the costliest one-off step, on resume.
         """
         self.vat_radius_ = None
-        if self.vat:
+        if self.vat and self.n_clusters > 1:
             self.vat_radius_ = saved.get("vat_radius")
             if self.vat_radius_ is None or self.vat_radius_.shape != (X.shape[0],):
                 self.vat_radius_ = self._vat_radius(X)
@@ -166,6 +168,8 @@ class IMSAT(ClusteringEstimator):
         return radius
 
     def _stages(self, n_samples):
+        if self.n_clusters == 1:
+            return []  # every sample in the one cluster: nothing to train
         return [Stage("train", self.epochs, self._train_epoch, batch_size=self.batch_size,
                       optimizer=lambda model: Adam(model["network"].parameters(), lr=self.lr),
                       steps_per_unit=len(batch_boundaries(n_samples, self.batch_size)) - 1)]
@@ -228,6 +232,10 @@ class IMSAT(ClusteringEstimator):
 
     def _objective(self, model, X):
         value, _ = mutual_information(evaluate(model["network"], X), mu=self.mu)
+        return value
+
+    def _score_objective(self, X):
+        value, _ = mutual_information(in_chunks(self._logits, X), mu=self.mu)
         return value
 
     def _set_fitted(self, model, X, history):

@@ -3,7 +3,7 @@
 import numpy as np
 
 from ..validation import check_integer, check_positive, check_random_state
-from .base import ClusteringEstimator
+from .base import ClusteringEstimator, in_chunks
 from .training import Progress, Stage
 
 __all__ = ["KMeans", "kmeans"]
@@ -234,7 +234,7 @@ class KMeans(ClusteringEstimator):
         self.verbose = verbose
 
     def _validate_params(self, X):
-        check_integer(self.n_clusters, "n_clusters", 2, X.shape[0])
+        check_integer(self.n_clusters, "n_clusters", 1, X.shape[0])
         check_integer(self.n_init, "n_init", 1)
         check_integer(self.max_iter, "max_iter", 1)
         check_positive(self.tol, "tol", allow_zero=True)
@@ -252,6 +252,9 @@ class KMeans(ClusteringEstimator):
     def _distances(self, X_chunk):
         return _squared_distances(X_chunk, self.cluster_centers_,
                                   np.einsum("ij,ij->i", X_chunk, X_chunk))
+
+    def _score_objective(self, X):
+        return float(in_chunks(lambda chunk: self._distances(chunk).min(axis=1), X).sum())
 
     def _embed(self, X_chunk):
         return np.sqrt(self._distances(X_chunk))
