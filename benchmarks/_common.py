@@ -92,6 +92,20 @@ def describe(info):
             f"{info['cpu_count']} CPUs [{info['processor']}]" + (f"; {env}" if env else ""))
 
 
+def synthetic_digits_like(n_samples, n_features=784, n_clusters=10, seed=0):
+    """Float32 data in [0, 1] with ``n_clusters`` groups, built in row chunks."""
+    rng = np.random.default_rng(seed)
+    centers = rng.random((n_clusters, n_features)).astype(np.float32)
+    labels = rng.integers(n_clusters, size=n_samples)
+    X = np.empty((n_samples, n_features), dtype=np.float32)
+    for start in range(0, n_samples, 10_000):
+        stop = min(start + 10_000, n_samples)
+        block = centers[labels[start:stop]] + 0.15 * rng.standard_normal(
+            (stop - start, n_features), dtype=np.float32)
+        np.clip(block, 0.0, 1.0, out=X[start:stop])
+    return X, labels
+
+
 def timed(function, clock=time.perf_counter):
     """Seconds taken by one call of ``function``, measured with ``clock``."""
     start = clock()

@@ -31,25 +31,11 @@ import tracemalloc
 import numpy as np
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from _common import describe, environment, write_json  # noqa: E402
+from _common import describe, environment, synthetic_digits_like, write_json  # noqa: E402
 
 from npclust.cluster import IMSAT  # noqa: E402
 
 MB = 1024.0 ** 2
-
-
-def synthetic_digits_like(n_samples, n_features=784, n_clusters=10, seed=0):
-    """Float32 data in [0, 1] with ``n_clusters`` groups, built in row chunks."""
-    rng = np.random.default_rng(seed)
-    centers = rng.random((n_clusters, n_features)).astype(np.float32)
-    labels = rng.integers(n_clusters, size=n_samples)
-    X = np.empty((n_samples, n_features), dtype=np.float32)
-    for start in range(0, n_samples, 10_000):
-        stop = min(start + 10_000, n_samples)
-        block = centers[labels[start:stop]] + 0.15 * rng.standard_normal(
-            (stop - start, n_features), dtype=np.float32)
-        np.clip(block, 0.0, 1.0, out=X[start:stop])
-    return X, labels
 
 
 def traced(function):

@@ -24,8 +24,7 @@ import time
 import numpy as np
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from _common import describe, environment, write_json  # noqa: E402
-from memory import synthetic_digits_like  # noqa: E402
+from _common import describe, environment, synthetic_digits_like, write_json  # noqa: E402
 
 import npclust.neighbors  # noqa: E402
 from npclust.cluster import IMSAT  # noqa: E402
