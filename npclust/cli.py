@@ -1,4 +1,4 @@
-"""The ``npclust`` command: ``demo``, ``fit``, ``predict``, ``export-reference``, ``gradcheck``.
+"""The ``npclust`` command: ``demo``, ``fit``, ``predict``, ``scan``, ``export-reference``, ``gradcheck``.
 
 Exit status: 0 on success, 1 when a check fails or training diverges, 2 for bad
 input (unreadable or malformed files, invalid options). Errors are one line on
@@ -14,14 +14,14 @@ from pathlib import Path
 
 import numpy as np
 
-from .cluster import ESTIMATORS, load
+from .cluster import ESTIMATORS, load, scan_n_clusters
 from .cluster.port_vectors import export_port_vectors
 from .datasets import load_digits
 from .demo import compare_output_layers, softmax_confidence_cap
 from .files.matrix import DataFileError, read_matrix, write_labels
 from .gradcheck.suite import format_gradcheck_table, run_gradcheck_suite
 from .metrics import adjusted_rand_score, clustering_accuracy, normalized_mutual_info_score
-from .plotting import plot_fit
+from .plotting import plot_fit, plot_scan
 
 __all__ = ["main"]
 
@@ -177,6 +177,32 @@ def _export_reference(args):
     return 0
 
 
+def _scan(args):
+    X = read_matrix(args.data, dtype=np.float64)
+    first, _, last = args.n_clusters.partition(":")
+    try:
+        candidates = range(int(first), int(last or first) + 1)
+    except ValueError:
+        raise CommandError(f"--n-clusters expects FIRST:LAST, e.g. 2:15, got {args.n_clusters!r}")
+    estimator = _make_estimator(args.method, candidates[0], args.seed, 0, _parse_settings(args.set))
+    try:
+        rows, best = scan_n_clusters(estimator, X, candidates, n_resamples=args.resamples,
+                                     random_state=args.seed)
+    except (TypeError, ValueError) as error:
+        raise CommandError(str(error)) from None
+    print(f"{'k':>3} {'silhouette':>10} {'stability (ARI)':>16}")
+    for row in rows:
+        mark = "  <- suggested" if row["n_clusters"] == best else ""
+        print(f"{row['n_clusters']:>3} {row['silhouette']:10.4f} "
+              f"{row['stability']:9.3f} ± {row['stability_std']:.3f}{mark}")
+    print(f"suggested number of clusters: {best} (highest silhouette; see docs/methods.md "
+          "for how often that is right)")
+    if args.plot:
+        plot_scan(rows, best, args.plot)
+        print(f"plot written to {args.plot}", file=sys.stderr)
+    return 0
+
+
 def _gradcheck(args):
     results = run_gradcheck_suite(seed=args.seed)
     print(format_gradcheck_table(results))
@@ -233,6 +259,23 @@ def _parser():
     reference.add_argument("--n-samples", type=int, default=16)
     reference.add_argument("--seed", type=int, default=0)
     reference.set_defaults(run=_export_reference)
+
+    scan = commands.add_parser(
+        "scan", help="suggest a number of clusters: silhouette and stability for each k",
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    scan.add_argument("data", help="samples as rows: .npy, .npz (array 'X') or .csv")
+    scan.add_argument("--n-clusters", default="2:15", metavar="FIRST:LAST",
+                      help="the candidate numbers of clusters")
+    scan.add_argument("--method", choices=METHODS, default="kmeans",
+                      help="the estimator fitted for each k")
+    scan.add_argument("--seed", type=int, default=0, help="seeds the subsamples and the fits")
+    scan.add_argument("--resamples", type=int, default=6,
+                      help="subsamples (80%% of the data each) per k for the stability")
+    scan.add_argument("--set", action="append", default=[], metavar="NAME=VALUE",
+                      help="estimator parameter, e.g. --set epochs=5 (repeatable)")
+    scan.add_argument("--plot", metavar="PNG", help="draw both criteria against k here "
+                      "(needs matplotlib)")
+    scan.set_defaults(run=_scan)
 
     gradcheck = commands.add_parser(
         "gradcheck", help="check every backward pass against finite differences")

@@ -10,7 +10,7 @@ import numpy as np
 from .files.archive import atomic_write
 from .metrics import cluster_to_class_mapping, contingency_matrix
 
-__all__ = ["principal_components", "plot_fit"]
+__all__ = ["principal_components", "plot_fit", "plot_scan"]
 
 
 def principal_components(Z, n_components=2):
@@ -132,6 +132,37 @@ def plot_fit(model, X, path, y=None):
     _plot_history(axes[1], model.history_)
     if y is not None:
         _plot_confusion(axes[2], np.asarray(y), labels)
+    figure.tight_layout()
+    atomic_write(path, lambda file: figure.savefig(file, format="png", dpi=110))
+    plt.close(figure)
+
+
+def plot_scan(rows, best, path):
+    """Save a PNG of :func:`npclust.cluster.scan_n_clusters`' criteria against ``k``.
+
+    Parameters
+    ----------
+    rows : list of dict
+        As returned by ``scan_n_clusters``.
+    best : int
+        The suggested ``k``, marked on the plot.
+    path : str or os.PathLike
+        Where to write the PNG (atomically).
+    """
+    plt = _import_pyplot()
+    ks = [row["n_clusters"] for row in rows]
+    figure, (silhouette_axis, stability_axis) = plt.subplots(1, 2, figsize=(10, 3.8))
+    silhouette_axis.plot(ks, [row["silhouette"] for row in rows], marker="o")
+    silhouette_axis.set_ylabel("silhouette (higher is better)")
+    stability_axis.errorbar(ks, [row["stability"] for row in rows],
+                            yerr=[row["stability_std"] for row in rows], marker="o", capsize=3)
+    stability_axis.set_ylabel("stability: ARI between subsample fits")
+    for axis in (silhouette_axis, stability_axis):
+        axis.axvline(best, color="grey", linestyle="--", linewidth=1, label=f"suggested k = {best}")
+        axis.set_xlabel("number of clusters k")
+        axis.set_xticks(ks)
+        axis.grid(alpha=0.3)
+        axis.legend(loc="best")
     figure.tight_layout()
     atomic_write(path, lambda file: figure.savefig(file, format="png", dpi=110))
     plt.close(figure)

@@ -4,5 +4,6 @@ from .dec import DEC, IDEC
 from .imsat import IMSAT
 from .kmeans import KMeans
 from .persistence import ESTIMATORS, load
+from .selection import scan_n_clusters
 
-__all__ = ["DEC", "IDEC", "IMSAT", "KMeans", "ESTIMATORS", "load"]
+__all__ = ["DEC", "IDEC", "IMSAT", "KMeans", "ESTIMATORS", "load", "scan_n_clusters"]
