@@ -63,22 +63,44 @@ def _plot_embedding(axis, model, X, labels):
     axis.set_ylabel("PC 2")
 
 
-def _plot_history(axis, history):
-    loss_keys = ("loss", "reconstruction", "inertia")
-    drawn = False
+_LOSS_KEYS = ("loss", "reconstruction")
+
+
+def _curves(history):
+    """``{stage name: (epochs, values, value name)}`` of every stage with a loss curve."""
+    curves = {}
     for stage in dict.fromkeys(entry["stage"] for entry in history):
         entries = [entry for entry in history if entry["stage"] == stage]
-        key = next((k for k in loss_keys if k in entries[0]), None)
-        if key is None or len(entries) < 2:
-            continue
-        axis.plot([entry["epoch"] for entry in entries], [entry[key] for entry in entries],
-                  marker=".", label=f"{stage}: {key}")
-        drawn = True
-    axis.set_title("training curves")
+        key = next((name for name in _LOSS_KEYS if name in entries[0]), None)
+        if key is not None and len(entries) > 1:
+            # "restart 2/4 pretrain" and "pretrain" are the same stage of different runs.
+            name = stage.split(" ", 2)[-1] if stage.startswith("restart ") else stage
+            curves[name] = ([entry["epoch"] for entry in entries],
+                            [entry[key] for entry in entries], key)
+    return curves
+
+
+def _has_curves(model):
+    return bool(_curves(model.history_))
+
+
+def _plot_history(axis, model):
+    """Every restart's loss curves, faint, and the kept restart's in bold, stage by stage."""
+    kept = _curves(model.history_)
+    colours = {stage: f"C{index}" for index, stage in enumerate(kept)}
+    for history in getattr(model, "restart_histories_", []):
+        for stage, (epochs, values, _) in _curves(history).items():
+            axis.plot(epochs, values, color=colours.get(stage, "grey"), lw=0.8, alpha=0.35)
+    for stage, (epochs, values, key) in kept.items():
+        axis.plot(epochs, values, color=colours[stage], lw=2, marker=".", label=f"{stage}: {key}")
+    restarts = len(getattr(model, "restart_histories_", [])) or 1
+    axis.set_title("training curves" + (f" (kept restart bold, {restarts - 1} others faint)"
+                                        if restarts > 1 else ""))
     axis.set_xlabel("epoch (or target update)")
-    if drawn:
-        axis.legend(fontsize=8, loc="upper right")
-    monitored = [entry for entry in history if "acc" in entry]
+    axis.set_ylabel("training loss (each stage its own objective)")
+    axis.grid(alpha=0.3)
+    handles, labels = axis.get_legend_handles_labels()
+    monitored = [entry for entry in model.history_ if "acc" in entry]
     monitored = [entry for entry in monitored if entry["stage"] == monitored[-1]["stage"]] if (
         monitored) else []
     if len(monitored) > 1:
@@ -88,7 +110,11 @@ def _plot_history(axis, history):
                            label=f"{monitored[-1]['stage']}: ACC (monitoring)")
         accuracy_axis.set_ylim(0, 1)
         accuracy_axis.set_ylabel("ACC (labels used for monitoring only)")
-        accuracy_axis.legend(fontsize=8, loc="lower right")
+        more_handles, more_labels = accuracy_axis.get_legend_handles_labels()
+        handles, labels = handles + more_handles, labels + more_labels
+    # Below the axes, where it cannot hide the last points of a curve.
+    axis.legend(handles, labels, fontsize=8, loc="upper center", bbox_to_anchor=(0.5, -0.14),
+                ncol=2, frameon=False)
 
 
 def _plot_confusion(axis, y, labels):
@@ -114,6 +140,9 @@ def _plot_confusion(axis, y, labels):
 def plot_fit(model, X, path, y=None):
     """Save a PNG of a fitted model: embedding, training curves, and confusion if ``y`` is known.
 
+    The training curves show every restart (faint) and the kept one (bold); a model
+    without curves (KMeans) gets no curve panel.
+
     Parameters
     ----------
     model : fitted npclust estimator
@@ -126,12 +155,17 @@ def plot_fit(model, X, path, y=None):
     """
     plt = _import_pyplot()
     labels = model.predict(X)
-    n_panels = 3 if y is not None else 2
-    figure, axes = plt.subplots(1, n_panels, figsize=(6 * n_panels, 5.2))
-    _plot_embedding(axes[0], model, X, labels)
-    _plot_history(axes[1], model.history_)
-    if y is not None:
-        _plot_confusion(axes[2], np.asarray(y), labels)
+    # k-means keeps no training curve (one history entry): no empty panel for it.
+    panels = [_plot_embedding, *([_plot_history] if _has_curves(model) else []),
+              *([_plot_confusion] if y is not None else [])]
+    figure, axes = plt.subplots(1, len(panels), figsize=(6 * len(panels), 5.6), squeeze=False)
+    for axis, panel in zip(axes[0], panels):
+        if panel is _plot_embedding:
+            panel(axis, model, X, labels)
+        elif panel is _plot_history:
+            panel(axis, model)
+        else:
+            panel(axis, np.asarray(y), labels)
     figure.tight_layout()
     atomic_write(path, lambda file: figure.savefig(file, format="png", dpi=110))
     plt.close(figure)

@@ -72,3 +72,44 @@ def test_missing_matplotlib_is_a_clear_error(blobs, tmp_path, monkeypatch):
     model = IMSAT(n_clusters=3, hidden_dims=(8,), epochs=1, n_neighbors=5, random_state=0).fit(X)
     with pytest.raises(ImportError, match=r"npclust\[plot\]"):
         plotting.plot_fit(model, X, tmp_path / "x.png")
+
+
+def test_training_curves_show_every_restart_and_kmeans_gets_no_empty_panel(monkeypatch, tmp_path):
+    pytest.importorskip("matplotlib")
+    from npclust import plotting
+    from npclust.cluster import IMSAT, KMeans
+    from npclust.datasets import make_blobs
+
+    X, y = make_blobs(n_samples=60, n_features=3, centers=3, random_state=0)
+    model = IMSAT(n_clusters=3, hidden_dims=(8,), epochs=3, n_init=3, n_neighbors=3,
+                  random_state=0).fit(X)
+    assert len(model.restart_histories_) == 3 and model.history_ in model.restart_histories_
+    panels = []
+    original = plotting._import_pyplot
+
+    def recording_pyplot():
+        plt = original()
+        subplots = plt.subplots
+
+        def recorded(*args, **kwargs):
+            figure, axes = subplots(*args, **kwargs)
+            panels.append(figure)
+            return figure, axes
+        monkeypatch.setattr(plt, "subplots", recorded)
+        return plt
+
+    monkeypatch.setattr(plotting, "_import_pyplot", recording_pyplot)
+    plotting.plot_fit(model, X, tmp_path / "imsat.png", y=y)
+    curves = panels[-1].axes[1]
+    # Three restarts faint and the kept one bold; a labelled loss axis; the legend entirely
+    # below the axes, where it cannot hide the curves' last points.
+    widths = sorted(line.get_linewidth() for line in curves.get_lines())
+    assert len(widths) == 4 and widths[-1] > 2 * widths[0] and widths[-2] == widths[0]
+    assert curves.get_ylabel()
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+
+    renderer = FigureCanvasAgg(panels[-1]).get_renderer()
+    legend_box = curves.get_legend().get_window_extent(renderer)
+    assert legend_box.y1 <= curves.get_window_extent(renderer).y0
+    plotting.plot_fit(KMeans(n_clusters=3, random_state=0).fit(X), X, tmp_path / "k.png", y=y)
+    assert len([axis for axis in panels[-1].axes if axis.get_visible()]) == 2

@@ -108,6 +108,8 @@ class DEC(ClusteringEstimator):
         and per target update (``stage="cluster"``: mean loss terms since the last
         update and ``delta_label``), plus ACC/NMI/ARI when ``y`` was given to ``fit``
         (monitoring only).
+    restart_histories_ : list of list of dict
+        The history of every restart, in order (``history_`` is the kept one's).
 
     ``transform`` returns the latent codes, of shape (n_samples, latent_dim);
     ``predict_proba`` the Student-t soft assignments Q.

@@ -89,6 +89,8 @@ class IMSAT(ClusteringEstimator):
         Epochs run by the kept model.
     history_ : list of dict
         Per epoch: loss terms, and ACC/NMI/ARI when ``y`` was given to ``fit``.
+    restart_histories_ : list of list of dict
+        The history of every restart, in order (``history_`` is the kept one's).
 
     ``transform`` returns the logits, of shape (n_samples, n_clusters).
     """

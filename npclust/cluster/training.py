@@ -336,6 +336,8 @@ def fit_restarts(estimator, X, y, rng):
                f"({100 * done_steps / progress.total_steps:.0f}% of the fit)")
     best = position["best"]
     best_arrays = _unprefixed("best", saved_arrays)
+    # Every completed restart's history, for plots that show what restarts did.
+    finished = position.get("finished", [])
 
     def save(restart, stage_index, unit, stage_done, run, history):
         if checkpoint is None:
@@ -348,8 +350,8 @@ def fit_restarts(estimator, X, y, rng):
         if run.batches is not None:
             arrays.update(_prefixed("batches", run.batches.state()))
         checkpoint.save({"restart": restart, "stage": stage_index, "unit": unit,
-                         "stage_done": stage_done, "history": history, "best": best},
-                        rng, arrays)
+                         "stage_done": stage_done, "history": history, "best": best,
+                         "finished": finished}, rng, arrays)
 
     for restart in range(position["restart"], estimator.n_init):
         run = Run(estimator._build_model(X.shape[1], rng), X, y, rng, fit_arrays)
@@ -391,6 +393,7 @@ def fit_restarts(estimator, X, y, rng):
                 stage_done = stop or unit == stage.n_units
                 save(restart, stage_index, unit, stage_done, run, history)
         objective = estimator._objective(run.model, X)
+        finished.append(history)
         if best is None or objective < best["objective"]:
             best = {"objective": objective, "history": history, "restart": restart}
             best_arrays = model_state(run.model)
@@ -403,6 +406,7 @@ def fit_restarts(estimator, X, y, rng):
     model = estimator._build_model(X.shape[1], rng=0)
     load_model_state(model, best_arrays)
     estimator._set_fitted(model, X, best["history"])
+    estimator.restart_histories_ = finished
 
 
 def _open_checkpoint(estimator, X):
@@ -421,7 +425,7 @@ def _resume_position(saved, n_init, checkpoint):
         return {"restart": 0, "stage": 0, "unit": 0, "best": None}, {}
     progress, rng_state, arrays = saved
     expected = {"restart": int, "stage": int, "unit": int, "stage_done": bool,
-                "history": list, "best": (dict, type(None))}
+                "history": list, "best": (dict, type(None)), "finished": list}
     if any(not isinstance(progress.get(key), kind) for key, kind in expected.items()) or not (
             0 <= progress["restart"] < n_init):
         raise ValueError(f"checkpoint {str(checkpoint.path)!r} is corrupted (its training "
