@@ -46,6 +46,15 @@ def test_batch_stream_covers_every_sample_once_per_pass_and_resumes_exactly():
         np.testing.assert_array_equal(got, want)
 
 
+def test_a_stream_saved_before_its_first_batch_resumes_with_full_batches():
+    fresh = BatchStream(10, 4, np.random.default_rng(0))
+    saved = fresh.state()
+    assert saved["order"].size == 0 and saved["order"].dtype.kind == "i"
+    resumed = BatchStream(10, 4, np.random.default_rng(0))
+    resumed.load_state(saved)
+    np.testing.assert_array_equal(resumed.next(), BatchStream(10, 4, np.random.default_rng(0)).next())
+
+
 def test_epoch_loss_is_the_mean_over_the_batches_run(monkeypatch):
     # 501 rows in batches of 250: the one-row tail is folded in, so 2 batches, not 3.
     # A loop dividing by ceil(n / batch_size) reported 2/3 of the true mean.

@@ -3,8 +3,7 @@
 import numpy as np
 import pytest
 
-from npclust.cluster import DEC, IDEC, IMSAT, KMeans
-from npclust.cluster import training
+from npclust.cluster import DEC, IDEC, IMSAT, KMeans, training
 from npclust.datasets import make_blobs
 
 FAST = {

@@ -324,9 +324,9 @@ def fit_restarts(estimator, X, y, rng):
     fit_arrays = estimator._fit_arrays(X, _unprefixed("fit", saved_arrays))
     stages = estimator._stages(X.shape[0])
     steps_per_restart = sum(stage.n_units * stage.steps_per_unit for stage in stages)
-    done_steps = position["restart"] * steps_per_restart + sum(
+    done_steps = 0 if saved is None else position["restart"] * steps_per_restart + sum(
         stage.n_units * stage.steps_per_unit for stage in stages[:position["stage"]]
-    ) + position["unit"] * (stages[position["stage"]].steps_per_unit if saved else 0)
+    ) + position["unit"] * stages[position["stage"]].steps_per_unit
     progress = Progress(estimator.verbose, y, estimator.n_init * steps_per_restart, done_steps)
     if saved:
         stage = stages[position["stage"]]
@@ -422,7 +422,7 @@ def _open_checkpoint(estimator, X):
 def _resume_position(saved, n_init, checkpoint):
     """Where a checkpoint stopped, checked, with its arrays; the start when there is none."""
     if saved is None:
-        return {"restart": 0, "stage": 0, "unit": 0, "best": None}, {}
+        return {"restart": 0, "best": None}, {}
     progress, rng_state, arrays = saved
     expected = {"restart": int, "stage": int, "unit": int, "stage_done": bool,
                 "history": list, "best": (dict, type(None)), "finished": list}
