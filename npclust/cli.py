@@ -183,7 +183,10 @@ def _scan(args):
     try:
         candidates = range(int(first), int(last or first) + 1)
     except ValueError:
-        raise CommandError(f"--n-clusters expects FIRST:LAST, e.g. 2:15, got {args.n_clusters!r}")
+        candidates = range(0)
+    if not candidates:
+        raise CommandError(f"--n-clusters expects FIRST:LAST with FIRST <= LAST, e.g. 2:15, "
+                           f"got {args.n_clusters!r}")
     estimator = _make_estimator(args.method, candidates[0], args.seed, 0, _parse_settings(args.set))
     try:
         rows, best = scan_n_clusters(estimator, X, candidates, n_resamples=args.resamples,
