@@ -142,6 +142,8 @@ def _fit(args):
         estimator.save(args.save)
         print(f"model saved to {args.save}", file=sys.stderr)
     _emit_labels(labels, args.output)
+    if getattr(estimator, "stop_reason_", ""):
+        print(f"training stopped: {estimator.stop_reason_}", file=sys.stderr)
     sizes = np.bincount(labels, minlength=args.n_clusters)
     print(f"{X.shape[0]} samples in {np.count_nonzero(sizes)} clusters "
           f"(sizes {sizes.min()} to {sizes.max()})", file=sys.stderr)

@@ -110,3 +110,14 @@ def test_progress_estimates_the_whole_fit_and_says_why_it_resumes(data, tmp_path
     err = capsys.readouterr().err
     assert re.search(rf"resuming from '{re.escape(str(path))}': restart 2/2, \w[\w ]* \d+ of \d+ "
                      r"done \(100% of the fit\)", err), err
+
+
+def test_the_fit_says_why_training_stopped(data):
+    dec = dict(FAST[DEC], n_clusters=3, random_state=0)
+    assert DEC(**dict(dec, max_iter=20, tol=0.0)).fit(data).stop_reason_ == \
+        "max_iter = 20 iterations reached"
+    converged = DEC(**dict(dec, max_iter=1000, tol=0.5)).fit(data)
+    assert converged.stop_reason_.startswith("converged: ") and "below tol = 0.5" in \
+        converged.stop_reason_ and converged.n_iter_ < 1000
+    imsat = IMSAT(n_clusters=3, random_state=0, n_init=2, **FAST[IMSAT]).fit(data)
+    assert imsat.stop_reason_ == "2 epochs of train done"

@@ -110,6 +110,8 @@ class DEC(ClusteringEstimator):
         (monitoring only).
     restart_histories_ : list of list of dict
         The history of every restart, in order (``history_`` is the kept one's).
+    stop_reason_ : str
+        Why the kept run's training ended (all epochs done, ``tol`` reached, ...).
 
     ``transform`` returns the latent codes, of shape (n_samples, latent_dim);
     ``predict_proba`` the Student-t soft assignments Q.
@@ -304,7 +306,12 @@ class DEC(ClusteringEstimator):
         if self._keeps_decoder:
             values["reconstruction"] = totals[1]
         values["loss"] = totals[1] + self._clustering_weight() * totals[0]
-        stop = delta_label < self.tol or variables["n_iter"] == self.max_iter
+        stop = False
+        if delta_label < self.tol:
+            stop = (f"converged: {delta_label:.4g} of the labels changed at iteration "
+                    f"{variables['n_iter']}, below tol = {self.tol}")
+        elif variables["n_iter"] == self.max_iter:
+            stop = f"max_iter = {self.max_iter} iterations reached"
         if not stop:
             variables["previous_labels"] = labels
             variables["target"] = target_distribution(soft_assignment)

@@ -91,6 +91,8 @@ class IMSAT(ClusteringEstimator):
         Per epoch: loss terms, and ACC/NMI/ARI when ``y`` was given to ``fit``.
     restart_histories_ : list of list of dict
         The history of every restart, in order (``history_`` is the kept one's).
+    stop_reason_ : str
+        Why the kept run's training ended (all epochs done, ``tol`` reached, ...).
 
     ``transform`` returns the logits, of shape (n_samples, n_clusters).
     """

@@ -61,7 +61,7 @@ class Stage:
         ``run_unit(run) -> (values, labels, stop)``: the unit's training on the
         :class:`Run`; ``values`` (dict of str to number) become the history entry,
         ``labels`` (or None) are scored against ``y`` when it is known, and
-        ``stop`` ends the stage early.
+        ``stop`` (False, or a sentence saying why) ends the stage early.
     unit : str, default="epoch"
         What a unit is called in progress lines.
     batch_size : int or None, default=None
@@ -339,7 +339,7 @@ def fit_restarts(estimator, X, y, rng):
     # Every completed restart's history, for plots that show what restarts did.
     finished = position.get("finished", [])
 
-    def save(restart, stage_index, unit, stage_done, run, history):
+    def save(restart, stage_index, unit, stage_done, run, history, reason):
         if checkpoint is None:
             return
         arrays = {**_prefixed("fit", fit_arrays), **_prefixed("best", best_arrays),
@@ -351,16 +351,17 @@ def fit_restarts(estimator, X, y, rng):
             arrays.update(_prefixed("batches", run.batches.state()))
         checkpoint.save({"restart": restart, "stage": stage_index, "unit": unit,
                          "stage_done": stage_done, "history": history, "best": best,
-                         "finished": finished}, rng, arrays)
+                         "finished": finished, "stopped": reason}, rng, arrays)
 
     for restart in range(position["restart"], estimator.n_init):
         run = Run(estimator._build_model(X.shape[1], rng), X, y, rng, fit_arrays)
         resuming = saved is not None and restart == position["restart"]
-        history, first_stage = [], 0
+        history, first_stage, reason = [], 0, "no training needed"
         if resuming:
             load_model_state(run.model, _unprefixed("model", saved_arrays))
             rng.bit_generator.state = position["rng_state"]
             history, first_stage = position["history"], position["stage"]
+            reason = position.get("stopped", reason)
         for stage_index in range(first_stage, len(stages)):
             stage = stages[stage_index]
             label = (f"restart {restart + 1}/{estimator.n_init} {stage.name}"
@@ -390,12 +391,15 @@ def fit_restarts(estimator, X, y, rng):
                         f"training; the weights from the last completed {stage.unit} were "
                         "restored. Try a smaller learning rate or check the input scale.")
                 history.append(progress.record(label, stage, unit, values, labels))
-                stage_done = stop or unit == stage.n_units
-                save(restart, stage_index, unit, stage_done, run, history)
+                stage_done = bool(stop) or unit == stage.n_units
+                if stage_done:
+                    reason = stop or f"{stage.n_units} {stage.unit}s of {stage.name} done"
+                save(restart, stage_index, unit, stage_done, run, history, reason)
         objective = estimator._objective(run.model, X)
         finished.append(history)
         if best is None or objective < best["objective"]:
-            best = {"objective": objective, "history": history, "restart": restart}
+            best = {"objective": objective, "history": history, "restart": restart,
+                    "stopped": reason}
             best_arrays = model_state(run.model)
         # Free this restart's networks, gradients and optimizer moments before the
         # next restart builds its own, rather than holding both at once.
@@ -407,6 +411,7 @@ def fit_restarts(estimator, X, y, rng):
     load_model_state(model, best_arrays)
     estimator._set_fitted(model, X, best["history"])
     estimator.restart_histories_ = finished
+    estimator.stop_reason_ = best.get("stopped", "")
 
 
 def _open_checkpoint(estimator, X):
