@@ -136,7 +136,7 @@ def test_byte_order_mark_is_not_a_header(files, capsys):
 
 # -------------------------------------------------------------------- options
 @pytest.mark.parametrize("argv, fragments", [
-    (["--n-clusters", 1, "--method", "kmeans"], ["n_clusters must be in [2, 40], got 1"]),
+    (["--n-clusters", 0, "--method", "kmeans"], ["n_clusters must be in [1, 40], got 0"]),
     (["--n-clusters", 41, "--method", "kmeans"], ["n_clusters", "got 41"]),
     (["--n-clusters", "two"], ["--n-clusters: invalid int value: 'two'"]),
     (["--n-clusters", 2, "--method", "spectral"], ["invalid choice: 'spectral'", "'imsat'",
