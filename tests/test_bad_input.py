@@ -231,10 +231,10 @@ def test_not_fitted_error_is_caught_either_way():
 
 # ------------------------------------------------------------ hyper-parameters
 COMMON_PARAMS = [
-    ("n_clusters", 1, ValueError, r"n_clusters must be in \[2, 40\], got 1"),
+    ("n_clusters", 0, ValueError, r"n_clusters must be in \[1, 40\], got 0"),
     ("n_clusters", 0, ValueError, "n_clusters"),
     ("n_clusters", -2, ValueError, "n_clusters"),
-    ("n_clusters", 41, ValueError, r"n_clusters must be in \[2, 40\], got 41"),
+    ("n_clusters", 41, ValueError, r"n_clusters must be in \[1, 40\], got 41"),
     ("n_clusters", 2.5, TypeError, "n_clusters must be an integer, got 2.5"),
     ("n_clusters", 2.0, TypeError, "n_clusters must be an integer"),
     ("n_clusters", "3", TypeError, "n_clusters must be an integer"),
