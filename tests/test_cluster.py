@@ -99,7 +99,7 @@ def test_feature_count_mismatch_names_both_counts(fitted, name):
 
 @pytest.mark.parametrize("name", FAST)
 @pytest.mark.parametrize("params, message", [
-    ({"n_clusters": 1}, "n_clusters"),
+    ({"n_clusters": 0}, "n_clusters"),
     ({"n_clusters": 1000}, "n_clusters"),
     ({"n_clusters": 2.5}, "n_clusters"),
 ])
