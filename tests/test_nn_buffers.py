@@ -16,7 +16,7 @@ from npclust import nn
 from npclust.functional import log_softmax, log_softmax_backward, softmax
 from npclust.losses import kl_div, mutual_information
 from npclust.nn.workspace import lent
-from npclust.optim import Adam
+from npclust.optim import Adam, AdamW
 
 
 def _imsat_like(dtype=np.float64, affine=True, inplace=True):
@@ -201,8 +201,11 @@ def test_optimizer_sees_zeros_for_parameters_left_out_of_backward():
         assert np.all(parameter.grad == 0)
 
 
-def test_adam_with_a_vanishing_step_size_stays_finite():
+@pytest.mark.parametrize("flat", [False, True])
+def test_adam_with_a_vanishing_step_size_stays_finite(flat):
     parameter = nn.Parameter(np.ones(4, dtype=np.float32))
+    if flat:
+        nn.flatten_parameters([parameter])
     parameter.grad[...] = [1.0, 0.0, -1.0, 1e-3]
     optimizer = Adam([parameter], lr=1e-44)
     optimizer.step()
@@ -221,54 +224,6 @@ def test_batchnorm_without_affine_output_is_not_its_cache():
     y = bn.forward(x)
     np.maximum(y, 0, out=y)
     np.testing.assert_allclose(bn.backward(dy), expected_dx, rtol=1e-12)
-
-
-@pytest.mark.parametrize("dtype", [np.float32, np.float64])
-@pytest.mark.parametrize("weight_decay", [0.0, 0.01])
-def test_adam_block_by_block_equals_whole_buffer(monkeypatch, dtype, weight_decay):
-    """The cache-blocked Adam update is bit-for-bit the whole-buffer one."""
-    import npclust.optim as optim
-
-    rng = np.random.default_rng(8)
-    start = rng.normal(size=200_003).astype(dtype)  # several blocks and a ragged end
-    gradients = [rng.normal(size=start.size).astype(dtype) for _ in range(3)]
-    results = []
-    for block in (optim._block_length, lambda arrays: None):
-        monkeypatch.setattr(optim, "_block_length", block)
-        parameter = nn.Parameter(start.copy())
-        optimizer = Adam([parameter], lr=0.01, weight_decay=weight_decay)
-        for gradient in gradients:
-            parameter.grad[...] = gradient
-            optimizer.step()
-        results.append((parameter.data.copy(), optimizer.state_dict()))
-    (data_blocked, state_blocked), (data_whole, state_whole) = results
-    np.testing.assert_array_equal(data_blocked, data_whole)
-    for key in ("exp_avg.0", "exp_avg_sq.0"):
-        np.testing.assert_array_equal(state_blocked[key], state_whole[key])
-
-
-def test_threaded_adam_equals_single_threaded():
-    import npclust.optim as optim
-
-    rng = np.random.default_rng(9)
-    start = rng.normal(size=(1 << 20) + 12345).astype(np.float32)
-    gradients = [rng.normal(size=start.size).astype(np.float32) for _ in range(3)]
-    results = []
-    try:
-        for threads in (1, 3):
-            optim.set_num_threads(threads)
-            assert optim.get_num_threads() == threads
-            parameter = nn.Parameter(start.copy())
-            optimizer = Adam([parameter], lr=0.01)
-            for gradient in gradients:
-                parameter.grad[...] = gradient
-                optimizer.step()
-            results.append(parameter.data.copy())
-    finally:
-        optim.set_num_threads(1)
-    np.testing.assert_array_equal(results[0], results[1])
-    with pytest.raises(ValueError, match="positive integer"):
-        optim.set_num_threads(0)
 
 
 def test_every_module_called_with_lent_results_equals_its_plain_call():
@@ -303,3 +258,30 @@ def test_lent_results_live_in_the_workspace_and_only_while_lent():
         assert linear(x) is first
     assert linear(x) is not first and linear(x) is not linear(x)
     assert not linear.workspace.results_lent
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("optimizer_class, weight_decay", [(Adam, 0.0), (Adam, 0.01), (AdamW, 0.01)])
+def test_fused_adam_on_a_large_flat_buffer_equals_the_plain_rule(dtype, optimizer_class,
+                                                                  weight_decay):
+    """The cache-blocked, in-place fast path is bit for bit the plain rule."""
+    rng = np.random.default_rng(8)
+    starts = [rng.normal(size=size).astype(dtype) for size in (200_003, 1, 70_000)]  # ragged blocks
+    gradients = [[rng.normal(size=start.size).astype(dtype) for start in starts] for _ in range(3)]
+    results = []
+    for flat in (True, False):
+        parameters = [nn.Parameter(start.copy()) for start in starts]
+        if flat:
+            nn.flatten_parameters(parameters)
+        optimizer = optimizer_class(parameters, lr=0.01, weight_decay=weight_decay)
+        assert optimizer.uses_flat_buffer is flat
+        for step_gradients in gradients:
+            for parameter, gradient in zip(parameters, step_gradients):
+                parameter.grad[...] = gradient
+            optimizer.step()
+        results.append(([p.data.copy() for p in parameters], optimizer.state_dict()))
+    (data_flat, state_flat), (data_plain, state_plain) = results
+    for got, want in zip(data_flat, data_plain):
+        np.testing.assert_array_equal(got, want)
+    for key in state_plain:
+        np.testing.assert_array_equal(state_flat[key], state_plain[key])
