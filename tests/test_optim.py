@@ -374,6 +374,45 @@ def test_float32_parameters_stay_float32(case, flat):
         np.testing.assert_allclose(got, want, rtol=1e-4, atol=1e-5)
 
 
+@pytest.mark.parametrize("flat", [False, True])
+def test_adam_with_a_vanishing_step_size_stays_finite(flat):
+    parameter = nn.Parameter(np.ones(4, dtype=np.float32))
+    if flat:
+        nn.flatten_parameters([parameter])
+    parameter.grad[...] = [1.0, 0.0, -1.0, 1e-3]
+    optimizer = Adam([parameter], lr=1e-44)
+    optimizer.step()
+    assert np.all(np.isfinite(parameter.data))
+    np.testing.assert_array_equal(parameter.data, np.ones(4, dtype=np.float32))
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("optimizer_class, weight_decay", [(Adam, 0.0), (Adam, 0.01), (AdamW, 0.01)])
+def test_fused_adam_on_a_large_flat_buffer_equals_the_plain_rule(dtype, optimizer_class,
+                                                                  weight_decay):
+    """The cache-blocked, in-place fast path is bit for bit the plain rule."""
+    rng = np.random.default_rng(8)
+    starts = [rng.normal(size=size).astype(dtype) for size in (200_003, 1, 70_000)]  # ragged blocks
+    gradients = [[rng.normal(size=start.size).astype(dtype) for start in starts] for _ in range(3)]
+    results = []
+    for flat in (True, False):
+        parameters = [nn.Parameter(start.copy()) for start in starts]
+        if flat:
+            nn.flatten_parameters(parameters)
+        optimizer = optimizer_class(parameters, lr=0.01, weight_decay=weight_decay)
+        assert optimizer.uses_flat_buffer is flat
+        for step_gradients in gradients:
+            for parameter, gradient in zip(parameters, step_gradients):
+                parameter.grad[...] = gradient
+            optimizer.step()
+        results.append(([p.data.copy() for p in parameters], optimizer.state_dict()))
+    (data_flat, state_flat), (data_plain, state_plain) = results
+    for got, want in zip(data_flat, data_plain):
+        np.testing.assert_array_equal(got, want)
+    for key in state_plain:
+        np.testing.assert_array_equal(state_flat[key], state_plain[key])
+
+
 # ------------------------------------------------------------------------ validation
 
 
