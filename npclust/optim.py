@@ -211,7 +211,7 @@ class Optimizer:
 
     @property
     def uses_flat_buffer(self):
-        """Whether all parameters form one flat run, updated as one array (see the module docstring)."""
+        """Whether all parameters form one flat run, updated as one array (see module docstring)."""
         return len(self._runs) == 1 and self._runs[0].flat
 
     def _parameter_views(self, arrays):
@@ -524,7 +524,7 @@ class Adam(Optimizer):
             p -= step_size * (m / (np.sqrt(v) / root_bias_correction2 + self.eps))
 
     def _step_constants(self, dtype):
-        """``(step_size, sqrt(1 - beta2**t), c)``; ``c`` is None when the folded form would overflow."""
+        """``(step_size, sqrt(1 - beta2**t), c)``; ``c`` is None where the folded form overflows."""
         beta1, beta2 = self.betas
         step_size = self.lr / (1 - beta1 ** self.step_count)
         root_bias_correction2 = math.sqrt(1 - beta2 ** self.step_count)

@@ -52,7 +52,7 @@ class Sequential(Module):
         return x
 
     def backward(self, dy, input_grad=True):
-        """Chain rule: ``dx = J_1^T (J_2^T (... J_n^T dy))``, each module's backward, last to first."""
+        """Chain rule ``dx = J_1^T (... (J_n^T dy))``: each module's backward, last to first."""
         modules = self.children()
         if not modules:
             return dy if input_grad else None

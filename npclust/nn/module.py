@@ -198,7 +198,7 @@ class Module:
         return found
 
     def flatten_parameters(self):
-        """Move all parameters into one :class:`~npclust.nn.FlatBuffer`, in :meth:`parameters` order.
+        """Move all parameters into one :class:`~npclust.nn.FlatBuffer`, in ``parameters()`` order.
 
         Afterwards every ``Parameter.data`` (and ``.grad``) is a view into a single
         1-D array, and records where (:attr:`Parameter.flat`), so an optimizer

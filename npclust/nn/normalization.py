@@ -90,33 +90,6 @@ class BatchNorm1d(Module):
         y += self.bias.data
         return y
 
-    def _forward_with_running_statistics(self, x, out):
-        """Evaluation mode: one new array; the input, not x_hat, is kept for backward.
-
-        Prediction runs on large chunks, so this keeps one chunk-sized array fewer
-        alive; the rarely needed x_hat is rebuilt in backward from the kept input.
-        """
-        self._used_batch_statistics = False
-        self._mean = self.running_mean.copy()
-        self._inv_std = 1.0 / np.sqrt(self.running_var + self.eps)
-        self._x, self._x_hat = x, None
-        y = np.subtract(x, self._mean, out=out)
-        if self.affine:
-            y *= self._inv_std * self.weight.data
-            y += self.bias.data
-        else:
-            y *= self._inv_std
-        return y
-
-    def _update_running_statistics(self, mean, variance, n_samples):
-        self.num_batches_tracked += 1
-        factor = 1.0 / self.num_batches_tracked if self.momentum is None else self.momentum
-        unbiased_variance = variance * (n_samples / (n_samples - 1))
-        self.running_mean *= 1 - factor
-        self.running_mean += factor * mean
-        self.running_var *= 1 - factor
-        self.running_var += factor * unbiased_variance
-
     def backward(self, dy, input_grad=True):
         """Gradients through the affine map and, in training mode, the batch statistics.
 
@@ -159,6 +132,33 @@ class BatchNorm1d(Module):
         np.subtract(dy, dx, out=dx)
         dx *= scale
         return dx
+
+    def _forward_with_running_statistics(self, x, out):
+        """Evaluation mode: one new array; the input, not x_hat, is kept for backward.
+
+        Prediction runs on large chunks, so this keeps one chunk-sized array fewer
+        alive; the rarely needed x_hat is rebuilt in backward from the kept input.
+        """
+        self._used_batch_statistics = False
+        self._mean = self.running_mean.copy()
+        self._inv_std = 1.0 / np.sqrt(self.running_var + self.eps)
+        self._x, self._x_hat = x, None
+        y = np.subtract(x, self._mean, out=out)
+        if self.affine:
+            y *= self._inv_std * self.weight.data
+            y += self.bias.data
+        else:
+            y *= self._inv_std
+        return y
+
+    def _update_running_statistics(self, mean, variance, n_samples):
+        self.num_batches_tracked += 1
+        factor = 1.0 / self.num_batches_tracked if self.momentum is None else self.momentum
+        unbiased_variance = variance * (n_samples / (n_samples - 1))
+        self.running_mean *= 1 - factor
+        self.running_mean += factor * mean
+        self.running_var *= 1 - factor
+        self.running_var += factor * unbiased_variance
 
     def extra_repr(self):
         return (
