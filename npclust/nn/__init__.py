@@ -21,8 +21,19 @@ Submodules: ``parameter`` (Parameter, FlatBuffer), ``module`` (Module), ``linear
 docstring and derived in ``docs/derivations.md``.
 """
 
-from .activation import (ACTIVATIONS, ELU, Identity, LeakyReLU, LogSoftmax, ReLU, Sigmoid,
-                         Softmax, Softplus, Tanh, activation)
+from .activation import (
+    ACTIVATIONS,
+    ELU,
+    Identity,
+    LeakyReLU,
+    LogSoftmax,
+    ReLU,
+    Sigmoid,
+    Softmax,
+    Softplus,
+    Tanh,
+    activation,
+)
 from .container import Sequential
 from .dropout import Dropout
 from .linear import Linear

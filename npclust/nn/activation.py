@@ -30,6 +30,12 @@ class ReLU(Module):
         self._y = None
 
     def forward(self, x):
+        """``y = max(x, 0)``; keeps ``y`` for backward.
+
+        Parameters
+        ----------
+        x : ndarray
+        """
         if not (isinstance(x, np.ndarray) and x.ndim >= 1 and x.dtype.kind == "f"):
             self._y = np.maximum(x, 0, out=x if self.inplace else None)
             return self._y
@@ -38,7 +44,16 @@ class ReLU(Module):
         return self._y
 
     def backward(self, dy, input_grad=True):
-        """dy/dx = 1 where y > 0, else 0 (PyTorch's choice of 0 at x = 0)."""
+        """dy/dx = 1 where y > 0, else 0 (PyTorch's choice of 0 at x = 0).
+
+        Parameters
+        ----------
+        dy : ndarray shaped like the output
+            Gradient of the loss with respect to the output.
+        input_grad : bool, default=True
+            Whether to compute dL/dx; False returns None (parameter gradients, if any,
+            are still accumulated).
+        """
         if not input_grad:
             return None
         y = self._y
@@ -47,6 +62,7 @@ class ReLU(Module):
         return np.multiply(dy, positive, out=dx)
 
     def extra_repr(self):
+        """The arguments shown inside ``repr()``."""
         return "inplace=True" if self.inplace else ""
 
 
@@ -59,16 +75,32 @@ class LeakyReLU(Module):
         self._positive = None
 
     def forward(self, x):
+        """``y = x`` for x > 0, ``negative_slope * x`` otherwise; keeps the sign mask.
+
+        Parameters
+        ----------
+        x : ndarray
+        """
         self._positive = x > 0
         return np.where(self._positive, x, self.negative_slope * x)
 
     def backward(self, dy, input_grad=True):
-        """dy/dx = 1 for x > 0, ``negative_slope`` otherwise."""
+        """dy/dx = 1 for x > 0, ``negative_slope`` otherwise.
+
+        Parameters
+        ----------
+        dy : ndarray shaped like the output
+            Gradient of the loss with respect to the output.
+        input_grad : bool, default=True
+            Whether to compute dL/dx; False returns None (parameter gradients, if any,
+            are still accumulated).
+        """
         if not input_grad:
             return None
         return np.where(self._positive, dy, self.negative_slope * dy)
 
     def extra_repr(self):
+        """The arguments shown inside ``repr()``."""
         return f"negative_slope={self.negative_slope}"
 
 
@@ -81,19 +113,35 @@ class ELU(Module):
         self._x = self._y = None
 
     def forward(self, x):
+        """``y = x`` for x > 0, ``alpha * expm1(x)`` otherwise; keeps ``x`` and ``y``.
+
+        Parameters
+        ----------
+        x : ndarray
+        """
         self._x = x
         # expm1 of the clipped input: exact near 0 and no overflow for large positive x.
         self._y = np.where(x > 0, x, self.alpha * np.expm1(np.minimum(x, 0)))
         return self._y
 
     def backward(self, dy, input_grad=True):
-        """dy/dx = 1 for x > 0, ``alpha * exp(x)`` (= y + alpha) otherwise."""
+        """dy/dx = 1 for x > 0, ``alpha * exp(x)`` (= y + alpha) otherwise.
+
+        Parameters
+        ----------
+        dy : ndarray shaped like the output
+            Gradient of the loss with respect to the output.
+        input_grad : bool, default=True
+            Whether to compute dL/dx; False returns None (parameter gradients, if any,
+            are still accumulated).
+        """
         if not input_grad:
             return None
         # alpha * exp(x) directly: y + alpha cancels catastrophically for very negative x.
         return dy * np.where(self._x > 0, 1, self.alpha * np.exp(np.minimum(self._x, 0)))
 
     def extra_repr(self):
+        """The arguments shown inside ``repr()``."""
         return f"alpha={self.alpha}"
 
 
@@ -105,11 +153,26 @@ class Sigmoid(Module):
         self._y = None
 
     def forward(self, x):
+        """``y = expit(x)``; keeps ``y`` for backward.
+
+        Parameters
+        ----------
+        x : ndarray
+        """
         self._y = expit(x)
         return self._y
 
     def backward(self, dy, input_grad=True):
-        """dy/dx = y (1 - y)."""
+        """dy/dx = y (1 - y).
+
+        Parameters
+        ----------
+        dy : ndarray shaped like the output
+            Gradient of the loss with respect to the output.
+        input_grad : bool, default=True
+            Whether to compute dL/dx; False returns None (parameter gradients, if any,
+            are still accumulated).
+        """
         return dy * self._y * (1 - self._y) if input_grad else None
 
 
@@ -121,11 +184,26 @@ class Tanh(Module):
         self._y = None
 
     def forward(self, x):
+        """``y = tanh(x)``; keeps ``y`` for backward.
+
+        Parameters
+        ----------
+        x : ndarray
+        """
         self._y = np.tanh(x)
         return self._y
 
     def backward(self, dy, input_grad=True):
-        """dy/dx = 1 - y^2."""
+        """dy/dx = 1 - y^2.
+
+        Parameters
+        ----------
+        dy : ndarray shaped like the output
+            Gradient of the loss with respect to the output.
+        input_grad : bool, default=True
+            Whether to compute dL/dx; False returns None (parameter gradients, if any,
+            are still accumulated).
+        """
         return dy * (1 - self._y * self._y) if input_grad else None
 
 
@@ -141,6 +219,12 @@ class Softplus(Module):
         self._x = self._y = None
 
     def forward(self, x):
+        """``y = logaddexp(0, beta x) / beta``, ``x`` in the linear region; keeps ``x`` and ``y``.
+
+        Parameters
+        ----------
+        x : ndarray
+        """
         self._x = x
         scaled = self.beta * x
         # logaddexp(0, t) = log(1 + e^t) without overflow for large t.
@@ -148,7 +232,16 @@ class Softplus(Module):
         return self._y
 
     def backward(self, dy, input_grad=True):
-        """dy/dx = sigmoid(beta x) = 1 - exp(-beta y); exactly 1 in the linear region."""
+        """dy/dx = sigmoid(beta x) = 1 - exp(-beta y); exactly 1 in the linear region.
+
+        Parameters
+        ----------
+        dy : ndarray shaped like the output
+            Gradient of the loss with respect to the output.
+        input_grad : bool, default=True
+            Whether to compute dL/dx; False returns None (parameter gradients, if any,
+            are still accumulated).
+        """
         if not input_grad:
             return None
         # From e^{beta y} = 1 + e^{beta x}: sigmoid(beta x) = -expm1(-beta y), accurate
@@ -157,6 +250,7 @@ class Softplus(Module):
         return dy * slope
 
     def extra_repr(self):
+        """The arguments shown inside ``repr()``."""
         return f"beta={self.beta}, threshold={self.threshold}"
 
 
@@ -164,10 +258,25 @@ class Identity(Module):
     """``y = x``."""
 
     def forward(self, x):
+        """``y = x``, the input itself.
+
+        Parameters
+        ----------
+        x : ndarray
+        """
         return x
 
     def backward(self, dy, input_grad=True):
-        """dy/dx = 1."""
+        """dy/dx = 1.
+
+        Parameters
+        ----------
+        dy : ndarray shaped like the output
+            Gradient of the loss with respect to the output.
+        input_grad : bool, default=True
+            Whether to compute dL/dx; False returns None (parameter gradients, if any,
+            are still accumulated).
+        """
         return dy if input_grad else None
 
 
@@ -180,14 +289,30 @@ class Softmax(Module):
         self._y = None
 
     def forward(self, x):
+        """``y = softmax(x)`` along ``dim``; keeps ``y`` for backward.
+
+        Parameters
+        ----------
+        x : ndarray
+        """
         self._y = softmax(x, axis=self.dim)
         return self._y
 
     def backward(self, dy, input_grad=True):
-        """dx = y * (dy - sum(dy * y, dim))."""
+        """dx = y * (dy - sum(dy * y, dim)).
+
+        Parameters
+        ----------
+        dy : ndarray shaped like the output
+            Gradient of the loss with respect to the output.
+        input_grad : bool, default=True
+            Whether to compute dL/dx; False returns None (parameter gradients, if any,
+            are still accumulated).
+        """
         return softmax_backward(dy, self._y, axis=self.dim) if input_grad else None
 
     def extra_repr(self):
+        """The arguments shown inside ``repr()``."""
         return f"dim={self.dim}"
 
 
@@ -200,14 +325,30 @@ class LogSoftmax(Module):
         self._y = None
 
     def forward(self, x):
+        """``y = log_softmax(x)`` along ``dim``; keeps ``y`` for backward.
+
+        Parameters
+        ----------
+        x : ndarray
+        """
         self._y = log_softmax(x, axis=self.dim)
         return self._y
 
     def backward(self, dy, input_grad=True):
-        """dx = dy - exp(y) * sum(dy, dim)."""
+        """dx = dy - exp(y) * sum(dy, dim).
+
+        Parameters
+        ----------
+        dy : ndarray shaped like the output
+            Gradient of the loss with respect to the output.
+        input_grad : bool, default=True
+            Whether to compute dL/dx; False returns None (parameter gradients, if any,
+            are still accumulated).
+        """
         return log_softmax_backward(dy, self._y, axis=self.dim) if input_grad else None
 
     def extra_repr(self):
+        """The arguments shown inside ``repr()``."""
         return f"dim={self.dim}"
 
 
@@ -223,7 +364,13 @@ ACTIVATIONS = {
 
 
 def activation(name):
-    """Build an activation module from its name in :data:`ACTIVATIONS`."""
+    """Build an activation module from its name in :data:`ACTIVATIONS`.
+
+    Parameters
+    ----------
+    name : str
+        One of the keys of :data:`ACTIVATIONS`, e.g. ``"relu"``.
+    """
     try:
         return ACTIVATIONS[name]()
     except (KeyError, TypeError):

@@ -27,6 +27,12 @@ class Dropout(Module):
         self._mask = None
 
     def forward(self, x):
+        """Zero each element with probability ``p`` and scale the rest by 1/(1-p) (training mode).
+
+        Parameters
+        ----------
+        x : ndarray
+        """
         if not self.training or self.p == 0.0:
             self._mask = None
             return x
@@ -37,10 +43,20 @@ class Dropout(Module):
         return x * self._mask
 
     def backward(self, dy, input_grad=True):
-        """dy/dx = mask / (1 - p), the same scaled mask the forward pass applied."""
+        """dy/dx = mask / (1 - p), the same scaled mask the forward pass applied.
+
+        Parameters
+        ----------
+        dy : ndarray shaped like the output
+            Gradient of the loss with respect to the output.
+        input_grad : bool, default=True
+            Whether to compute dL/dx; False returns None (parameter gradients, if any,
+            are still accumulated).
+        """
         if not input_grad:
             return None
         return dy if self._mask is None else dy * self._mask
 
     def extra_repr(self):
+        """The arguments shown inside ``repr()``."""
         return f"p={self.p}"

@@ -47,6 +47,12 @@ class Linear(Module):
         self._x = None
 
     def forward(self, x):
+        """``y = x @ weight.T + bias``; keeps ``x`` for backward.
+
+        Parameters
+        ----------
+        x : ndarray of shape (n_samples, in_features)
+        """
         check_input(self, x, self.in_features)
         self._x = x
         # weight.T is a transposed view: matmul hands BLAS a transpose flag, no copy.
@@ -60,6 +66,14 @@ class Linear(Module):
         """Gradients of ``y = x W^T + b``.
 
         dL/dW += dy^T x,  dL/db += sum over rows of dy,  dL/dx = dy W.
+
+        Parameters
+        ----------
+        dy : ndarray shaped like the output
+            Gradient of the loss with respect to the output.
+        input_grad : bool, default=True
+            Whether to compute dL/dx; False returns None (parameter gradients, if any,
+            are still accumulated).
         """
         if self._x is None:
             raise RuntimeError("Linear.backward called before forward")
@@ -74,6 +88,7 @@ class Linear(Module):
         return np.matmul(dy, weight.data, out=dx)
 
     def extra_repr(self):
+        """The arguments shown inside ``repr()``."""
         return (
             f"in_features={self.in_features}, out_features={self.out_features}, "
             f"bias={self.bias is not None}"

@@ -26,9 +26,25 @@ class Module:
 
     # ----------------------------------------------------------------- running
     def forward(self, x):
+        """Compute the output, keeping what :meth:`backward` needs.
+
+        Parameters
+        ----------
+        x : ndarray
+        """
         raise NotImplementedError(f"{type(self).__name__} does not implement forward")
 
     def backward(self, dy, input_grad=True):
+        """Return dL/dx and accumulate (``+=``) each parameter's gradient.
+
+        Parameters
+        ----------
+        dy : ndarray shaped like the output
+            Gradient of the loss with respect to the output of the latest forward pass.
+        input_grad : bool, default=True
+            Whether to compute dL/dx; False returns None (parameter gradients, if any,
+            are still accumulated).
+        """
         raise NotImplementedError(f"{type(self).__name__} does not implement backward")
 
     def __call__(self, x):
@@ -61,10 +77,17 @@ class Module:
         return [value for value in vars(self).values() if isinstance(value, Module)]
 
     def named_children(self):
+        """``(name, module)`` pairs of the direct child modules, in assignment order."""
         return [(name, value) for name, value in vars(self).items() if isinstance(value, Module)]
 
     def named_parameters(self, prefix=""):
-        """``(name, Parameter)`` pairs with PyTorch's dotted names, e.g. ``"0.weight"``."""
+        """``(name, Parameter)`` pairs with PyTorch's dotted names, e.g. ``"0.weight"``.
+
+        Parameters
+        ----------
+        prefix : str, default=""
+            Prepended to every name.
+        """
         named = []
         for name, value in vars(self).items():
             if isinstance(value, Parameter):
@@ -74,10 +97,17 @@ class Module:
         return named
 
     def parameters(self):
+        """All parameters of this module and its children, in :meth:`named_parameters` order."""
         return [parameter for _, parameter in self.named_parameters()]
 
     def named_buffers(self, prefix=""):
-        """``(name, ndarray)`` pairs of non-trainable state (e.g. running statistics)."""
+        """``(name, ndarray)`` pairs of non-trainable state (e.g. running statistics).
+
+        Parameters
+        ----------
+        prefix : str, default=""
+            Prepended to every name.
+        """
         named = [(prefix + name, getattr(self, name)) for name in self._buffer_names]
         for name, child in self.named_children():
             named.extend(child.named_buffers(prefix + name + "."))
@@ -97,19 +127,30 @@ class Module:
         With it off, ``backward`` still returns dL/dx but computes no parameter
         gradient, like differentiating with respect to the input only
         (``torch.autograd.grad(y, x)``); VAT's power iteration uses this.
+
+        Parameters
+        ----------
+        requires_grad : bool, default=True
         """
         for parameter in self.parameters():
             parameter.requires_grad = bool(requires_grad)
         return self
 
     def train(self, mode=True):
-        """Switch this module and its children to training (or evaluation) mode."""
+        """Switch this module and its children to training (or evaluation) mode.
+
+        Parameters
+        ----------
+        mode : bool, default=True
+            True for training, False for evaluation.
+        """
         self.training = bool(mode)
         for child in self.children():
             child.train(mode)
         return self
 
     def eval(self):
+        """Switch this module and its children to evaluation mode (``train(False)``)."""
         return self.train(False)
 
     # ------------------------------------------------------------ state dicts
@@ -175,6 +216,10 @@ class Module:
 
         Casting allocates new arrays, so call :meth:`flatten_parameters` again
         afterwards if the parameters should share one buffer.
+
+        Parameters
+        ----------
+        dtype : numpy floating dtype
         """
         dtype = np.dtype(dtype)
         if dtype.kind != "f":
@@ -214,6 +259,7 @@ class Module:
 
     # ----------------------------------------------------------------- display
     def extra_repr(self):
+        """The arguments shown inside ``repr()``; none by default."""
         return ""
 
     def __repr__(self):

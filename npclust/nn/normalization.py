@@ -59,6 +59,12 @@ class BatchNorm1d(Module):
         self._used_batch_statistics = False
 
     def forward(self, x):
+        """Normalise each feature (batch statistics in training, running ones in evaluation).
+
+        Parameters
+        ----------
+        x : ndarray of shape (n_samples, num_features)
+        """
         check_input(self, x, self.num_features)
         out = self.workspace.result("output", x.shape, self.dtype)
         if not self.training:
@@ -104,6 +110,14 @@ class BatchNorm1d(Module):
         ``weight * inv_std * (dy - sum_rows(dy) / n - x_hat * sum_rows(dy * x_hat) / n)``,
         reusing the two row sums of the parameter gradients (identical algebra, four
         passes over the batch instead of ten).
+
+        Parameters
+        ----------
+        dy : ndarray shaped like the output
+            Gradient of the loss with respect to the output.
+        input_grad : bool, default=True
+            Whether to compute dL/dx; False returns None (parameter gradients, if any,
+            are still accumulated).
         """
         if self._inv_std is None:
             raise RuntimeError("BatchNorm1d.backward called before forward")
@@ -161,6 +175,7 @@ class BatchNorm1d(Module):
         self.running_var += factor * unbiased_variance
 
     def extra_repr(self):
+        """The arguments shown inside ``repr()``."""
         return (
             f"{self.num_features}, eps={self.eps}, momentum={self.momentum}, "
             f"affine={self.affine}"

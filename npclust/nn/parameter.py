@@ -74,6 +74,15 @@ class Parameter:
         ``np.sum``). After :meth:`zero_grad` its result goes straight into the
         gradient array; otherwise, or when the operands' dtype differs from the
         gradient's, it is computed into a new array and added.
+
+        Parameters
+        ----------
+        compute : callable
+            Called as ``compute(*operands, out=array_or_absent, **kwargs)``.
+        *operands : ndarray
+            The arrays ``compute`` combines, e.g. ``dy.T, x`` for ``np.matmul``.
+        **kwargs
+            Further keyword arguments of ``compute``, e.g. ``axis=0`` for ``np.sum``.
         """
         if self._grad_is_zero and np.result_type(*operands) == self._grad.dtype:
             compute(*operands, out=self._grad, **kwargs)

@@ -39,7 +39,14 @@ class Workspace:
         self.results_lent = False
 
     def array(self, name, shape, dtype):
-        """The array called ``name``, of ``shape`` and ``dtype``; its contents are undefined."""
+        """The array called ``name``, of ``shape`` and ``dtype``; its contents are undefined.
+
+        Parameters
+        ----------
+        name : str
+        shape : tuple of int
+        dtype : numpy dtype
+        """
         array = self._arrays.get(name)
         # A read-only array (say, one restored from a memory map) cannot be written into.
         if (array is None or array.shape != shape or array.dtype != dtype
@@ -51,6 +58,12 @@ class Workspace:
         """Storage for a returned result: :meth:`array` while results are lent, else None.
 
         Meant for the ``out=`` argument of a NumPy function, where None means a new array.
+
+        Parameters
+        ----------
+        name : str
+        shape : tuple of int
+        dtype : numpy dtype
         """
         return self.array(name, shape, dtype) if self.results_lent else None
 
@@ -60,6 +73,10 @@ class Workspace:
         ``np.maximum(x, zero_row)`` runs NumPy's vectorised array-array loop,
         which is several times faster than the loop against the scalar 0, and
         gives the same values.
+
+        Parameters
+        ----------
+        x : ndarray of at least one dimension
         """
         zeros = self.array("zero_row", x.shape[1:], x.dtype)
         zeros.fill(0)
