@@ -56,8 +56,8 @@ class Linear(Module):
         check_input(self, x, self.in_features)
         self._x = x
         # weight.T is a transposed view: matmul hands BLAS a transpose flag, no copy.
-        y = np.matmul(x, self.weight.data.T,
-                      out=self.workspace.result("output", (len(x), self.out_features), self.dtype))
+        out = self.workspace.result("output", (len(x), self.out_features), self.dtype)
+        y = np.matmul(x, self.weight.data.T, out=out)
         if self.bias is not None:
             y += self.bias.data
         return y

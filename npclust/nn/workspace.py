@@ -7,7 +7,7 @@ a layer asks it for storage in two ways:
 * :meth:`Workspace.array` for a cache only the module reads (BatchNorm's normalised
   input), always reused, since only the latest call's cache is kept;
 * :meth:`Workspace.result` for what ``forward`` or ``backward`` returns: a reused
-  array only while a container has *lent* the module's results (:func:`lent`),
+  array only while a container has *lent* the module's results (:class:`lent`),
   which a container does for a result it consumes itself before the module's next
   call; otherwise None, and NumPy allocates a fresh array as usual.
 
@@ -28,7 +28,7 @@ class Workspace:
     Attributes
     ----------
     results_lent : bool
-        Set by a container (through :func:`lent`) while the module's results may
+        Set by a container (through :class:`lent`) while the module's results may
         live in reused arrays.
     """
 
