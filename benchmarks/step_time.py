@@ -43,7 +43,6 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from _common import blas_threads, describe, environment, timed, write_json  # noqa: E402
 
 import npclust  # noqa: E402
-import npclust.optim  # noqa: E402
 from npclust import nn  # noqa: E402
 from npclust.functional import log_softmax, log_softmax_backward, softmax  # noqa: E402
 from npclust.losses import kl_div, mse, mutual_information  # noqa: E402
@@ -335,10 +334,8 @@ def breakdown(case, dtype, rounds, warmup):
     for module in network.modules():
         part = parts_of.get(type(module))
         if part:
-            # Containers call the _scratch variants in training mode (see npclust.nn).
-            for method in ("forward", "backward", "_forward_scratch", "_backward_scratch"):
-                if hasattr(module, method):
-                    wrap(module, method, part)
+            for method in ("forward", "backward"):
+                wrap(module, method, part)
     wrap(optimizer, "step", "optimizer")
     wrap(network, "zero_grad", "zero_grad")
     module = sys.modules[__name__]
@@ -388,11 +385,8 @@ def main(argv=None):
     parser.add_argument("--clock", choices=["wall", "cpu"], default="wall",
                         help="cpu: the main thread's CPU time (time.thread_time), which other "
                              "processes on a busy machine barely disturb; 1 BLAS thread only")
-    parser.add_argument("--optimizer-threads", type=int, default=1,
-                        help="npclust.optim.set_num_threads for Adam's update (default 1)")
     parser.add_argument("--json", default="step_time.json", help="output file ('' for none)")
     args = parser.parse_args(argv)
-    npclust.optim.set_num_threads(args.optimizer_threads)
     if args.quick:
         args.rounds, args.warmup = min(args.rounds, 8), min(args.warmup, 2)
         if args.dtypes == ["float32", "float64"]:
@@ -401,13 +395,12 @@ def main(argv=None):
     threads = blas_threads()
     global clock
     if args.clock == "cpu":
-        if threads != 1 or args.optimizer_threads != 1:
-            parser.error("--clock cpu needs OPENBLAS_NUM_THREADS=1 and --optimizer-threads 1: "
+        if threads != 1:
+            parser.error("--clock cpu needs OPENBLAS_NUM_THREADS=1: "
                          "work on other threads would not be counted")
         clock = time.thread_time
     info = environment()
     info["npclust"] = npclust.__version__
-    info["npclust_optimizer_threads"] = args.optimizer_threads
     info["clock"] = args.clock
     torch_available = False
     if not args.no_torch:

@@ -3,106 +3,49 @@
 An optimizer holds a list of :class:`npclust.nn.Parameter` and, on ``step()``,
 updates every ``Parameter.data`` in place from its ``Parameter.grad``. The rules,
 including where weight decay and ``eps`` enter, are those of ``torch.optim``
-(single-tensor implementation) and are written out in each class docstring and in
-``docs/derivations_optim_gradcheck.md``.
+(single-tensor implementation); each class docstring states its rule, and its
+method ``_rule`` is that rule in plain NumPy, applied parameter by parameter.
+``docs/derivations_optim_gradcheck.md`` derives them.
 
 Flat-buffer fast path
 ---------------------
-After :meth:`npclust.nn.Module.flatten_parameters`, every parameter's ``.data`` is a
-view into one contiguous 1-D buffer, laid end to end in ``parameters()`` order, and
-likewise every ``.grad``. An optimizer detects that layout and works on the single
-1-D view ``buffer[start:stop]`` that covers all parameters, so a step is a handful of
-whole-buffer vector operations whatever the number of layers. Otherwise it works on
-the parameters' arrays one by one. Both cases run the same code over a list of
-arrays (``[flat_view]`` or ``[p.data for p in params]``).
+:func:`npclust.nn.flatten_parameters` (and ``Module.flatten_parameters()``) moves
+parameters into one :class:`npclust.nn.FlatBuffer` and each parameter records its
+place there (``Parameter.flat``). Consecutive parameters of the optimizer's list
+that lie end to end in one buffer form a *run*, which ``_fused_rule`` updates as a
+single 1-D view: the same operations in the same order as ``_rule``, so bit for bit
+the same result, but written in place into state and scratch arrays allocated on
+the first step, so a step allocates nothing and costs a handful of whole-buffer
+vector operations whatever the number of layers. Parameters that were not
+flattened take the plain rule.
 
-A step allocates nothing after the first one: every operation writes into the
-parameters, the optimizer state or scratch buffers allocated on first use, through
-``out=`` and in-place operators. Hyper-parameters are Python floats, so float32
-parameters are updated in float32 (NumPy treats Python scalars as "weak").
+Hyper-parameters are Python floats, so float32 parameters are updated in float32
+(NumPy treats Python scalars as "weak").
 """
 
 import math
 
 import numpy as np
 
-__all__ = ["Optimizer", "SGD", "Adam", "AdamW", "set_num_threads", "get_num_threads"]
+from .nn import Parameter
 
-# Threads for Adam's elementwise update of large buffers (see set_num_threads).
-_num_threads = 1
-_pool = None
-
-
-def set_num_threads(n_threads):
-    """Spread Adam's elementwise update over ``n_threads`` threads (default 1).
-
-    NumPy runs elementwise operations on one core while its BLAS multiplies
-    matrices on several, so on a multi-core machine the optimizer step becomes a
-    larger share of a training step as BLAS threads are added. With ``n_threads > 1``
-    the cache blocks of a large update (over about a million parameters) are split
-    between a pool of threads; NumPy releases the GIL inside each operation. The
-    result is bit-for-bit the same. Match it to the BLAS threads and leave it at 1
-    when other processes already keep the cores busy.
-
-    Parameters
-    ----------
-    n_threads : int >= 1
-    """
-    global _num_threads, _pool
-    if isinstance(n_threads, bool) or not isinstance(n_threads, (int, np.integer)) or n_threads < 1:
-        raise ValueError(f"n_threads must be a positive integer, got {n_threads!r}")
-    if int(n_threads) != _num_threads and _pool is not None:
-        _pool.shutdown(wait=True)
-        _pool = None
-    _num_threads = int(n_threads)
-
-
-def get_num_threads():
-    """Threads used by Adam's update of large buffers (see :func:`set_num_threads`)."""
-    return _num_threads
-
-
-def _run_split(function, starts):
-    """``function(start)`` for every start, split over the configured threads."""
-    global _pool
-    n_groups = min(_num_threads, len(starts))
-    if n_groups < 2:
-        for start in starts:
-            function(start)
-        return
-    if _pool is None:
-        from concurrent.futures import ThreadPoolExecutor
-
-        _pool = ThreadPoolExecutor(max_workers=_num_threads - 1,
-                                   thread_name_prefix="npclust-optim")
-
-    def run_group(group):
-        for start in group:
-            function(start)
-
-    size = -(-len(starts) // n_groups)
-    groups = [starts[i:i + size] for i in range(0, len(starts), size)]
-    futures = [_pool.submit(run_group, group) for group in groups[1:]]
-    try:
-        run_group(groups[0])
-    finally:
-        for future in futures:
-            future.result()
+__all__ = ["Optimizer", "SGD", "Adam", "AdamW"]
 
 
 def _check_parameters(params):
-    """``params`` as a list, after checking each looks like a trainable Parameter."""
+    """``params`` as a list, after checking each is a trainable Parameter."""
     params = list(params)
     if not params:
         raise ValueError("optimizer got an empty parameter list")
     seen = set()
     for index, parameter in enumerate(params):
-        data, grad = getattr(parameter, "data", None), getattr(parameter, "grad", None)
-        if not isinstance(data, np.ndarray) or not isinstance(grad, np.ndarray):
+        if not isinstance(parameter, Parameter) or not isinstance(parameter.data, np.ndarray) \
+                or not isinstance(parameter.grad, np.ndarray):
             raise TypeError(
                 f"parameter {index} is a {type(parameter).__name__}, expected an "
                 "npclust.nn.Parameter with ndarray .data and .grad"
             )
+        data, grad = parameter.data, parameter.grad
         if data.dtype.kind != "f" or grad.dtype != data.dtype or grad.shape != data.shape:
             raise TypeError(
                 f"parameter {index} needs floating .data and a .grad of the same shape and dtype, "
@@ -114,44 +57,73 @@ def _check_parameters(params):
     return params
 
 
-def _grad_array(parameter):
-    """``parameter.grad`` without filling a pending lazy zero (see npclust.nn.Parameter)."""
-    grad = getattr(parameter, "_grad", None)
-    return grad if isinstance(grad, np.ndarray) else parameter.grad
+class _Run:
+    """Parameters updated as one array: a single parameter, or consecutive ones of a FlatBuffer.
 
-
-def _tiling_view(arrays):
-    """The 1-D view of one buffer that ``arrays`` tile end to end, in order; else None.
-
-    True when all arrays are C-contiguous views of the same 1-D C-contiguous base
-    array, with the same dtype, each starting at the byte where the previous ends.
+    Attributes
+    ----------
+    parameters : list of Parameter
+    flat : bool
+        Whether ``data`` and ``grad`` are 1-D views of a FlatBuffer covering all of
+        ``parameters`` (else there is one parameter, updated by the plain rule).
     """
-    base = arrays[0].base
-    if not isinstance(base, np.ndarray) or base.ndim != 1 or not base.flags.c_contiguous:
-        return None
-    base_address = base.__array_interface__["data"][0]
-    first_address = arrays[0].__array_interface__["data"][0]
-    next_address = first_address
-    for array in arrays:
-        if (
-            array.base is not base
-            or array.dtype != base.dtype
-            or not array.flags.c_contiguous
-            or array.__array_interface__["data"][0] != next_address
-        ):
-            return None
-        next_address += array.nbytes
-    start, misalignment = divmod(first_address - base_address, base.itemsize)
-    if misalignment:
-        return None
-    return base[start:start + (next_address - first_address) // base.itemsize]
+
+    __slots__ = ("parameters", "flat", "data", "grad", "_buffer", "_start", "_stop")
+
+    def __init__(self, parameter):
+        self.parameters = [parameter]
+        position = parameter.flat
+        self.flat = position is not None
+        if self.flat:
+            self._buffer, self._start = position
+            self._stop = self._start + parameter.data.size
+        self.data = parameter.data
+
+    def extend(self, parameter):
+        """Take ``parameter`` into this run if it continues it in the same buffer."""
+        position = parameter.flat
+        if not self.flat or position is None or position != (self._buffer, self._stop):
+            return False
+        self.parameters.append(parameter)
+        self._stop += parameter.data.size
+        return True
+
+    def close(self):
+        if self.flat:
+            self.data = self._buffer.data[self._start:self._stop]
+            self.grad = self._buffer.grad[self._start:self._stop]
+
+    def gradient(self):
+        """The gradient array of the run, pending lazy zeros written."""
+        if not self.flat:
+            return self.parameters[0].grad
+        for parameter in self.parameters:
+            parameter.materialize_grad()
+        return self.grad
+
+
+def _runs(params):
+    runs = []
+    for parameter in params:
+        if not (runs and runs[-1].extend(parameter)):
+            runs.append(_Run(parameter))
+    for run in runs:
+        run.close()
+    return runs
+
+
+# Every array a fused Adam step touches is processed 256 KiB at a time: its dozen
+# passes over one block then run while the block sits in cache, which a whole flat
+# buffer of parameters, gradients and moments does not.
+_BLOCK_BYTES = 1 << 18
 
 
 class Optimizer:
-    """Base class: parameter layout, ``step`` loop, ``zero_grad`` and state dicts.
+    """Base class: runs of parameters, the ``step`` loop, ``zero_grad`` and state dicts.
 
-    Subclasses define ``_validate(hyperparameters)``, ``_update(index, data, grad)``
-    (one update of one array of the layout, in place) and ``_state_names``.
+    Subclasses define ``_validate(hyperparameters)``, ``_rule(index, data, grad)``
+    (the plain update of one parameter, in place), ``_fused_rule(index, data,
+    grad)`` (the same on a flat run, allocation-free) and ``_state_names``.
 
     Parameters
     ----------
@@ -172,10 +144,10 @@ class Optimizer:
         Number of steps taken (PyTorch's per-parameter ``step``; all parameters step
         together here).
     state : dict of str to list of ndarray
-        Per-parameter optimizer state (e.g. ``"exp_avg"``), in the optimizer's
-        internal layout: one array per parameter, or one flat array for all of them.
-        Entries appear on the first step that needs them, as in PyTorch. Use
-        :meth:`state_dict` for a per-parameter copy.
+        Optimizer state (e.g. ``"exp_avg"``), one array per run of parameters (see
+        the module docstring): shaped like the parameter for a single one, 1-D for
+        a flat run. Entries appear on the first step that needs them, as in
+        PyTorch. Use :meth:`state_dict` for a per-parameter copy.
 
     Notes
     -----
@@ -218,104 +190,87 @@ class Optimizer:
 
     # ---------------------------------------------------------------------- layout
     def _arrange(self):
-        """Choose the flat or per-parameter layout for the parameters' current arrays."""
-        data_arrays = [parameter.data for parameter in self.params]
-        grad_arrays = [parameter.grad for parameter in self.params]
-        flat_data, flat_grad = _tiling_view(data_arrays), _tiling_view(grad_arrays)
-        self._flat = flat_data is not None and flat_grad is not None
-        if self._flat:
-            self._data, self._grads = [flat_data], [flat_grad]
-        else:
-            self._data, self._grads = data_arrays, grad_arrays
-        # Identities of the arrays the layout was built from, to notice rebinding.
-        self._bound_arrays = [(parameter.data, _grad_array(parameter)) for parameter in self.params]
+        """Group the parameters into runs for their current arrays and flat buffers."""
+        self._runs = _runs(self.params)
+        # What the runs were built from, to notice flatten_parameters() or to() later.
+        self._arranged_from = [(parameter.data, parameter.flat) for parameter in self.params]
         self._scratch = {}
 
-    def _ensure_layout(self):
-        """Rebuild the layout, carrying the state over, if any parameter was rebound.
+    def _follow_rebinding(self):
+        """Rebuild the runs, carrying the state over, if any parameter was rebound.
 
         ``Module.flatten_parameters()`` and ``Module.to()`` replace ``.data`` and
         ``.grad`` with new arrays; updating the old ones would silently do nothing.
         """
-        for parameter, (data, grad) in zip(self.params, self._bound_arrays):
-            if parameter.data is not data or _grad_array(parameter) is not grad:
+        for parameter, (data, flat) in zip(self.params, self._arranged_from):
+            if parameter.data is not data or parameter.flat != flat:
                 state = self.state_dict()
                 self._arrange()
                 self.load_state_dict(state)
                 return
 
-    def _check_trainable(self):
-        for index, parameter in enumerate(self.params):
-            if not getattr(parameter, "requires_grad", True):
-                raise RuntimeError(
-                    f"parameter {index} has requires_grad=False; build the optimizer from the "
-                    "trainable parameters only, or call requires_grad_(True) before step()"
-                )
-
     @property
     def uses_flat_buffer(self):
-        """Whether steps run on one flat view of all parameters (see module docstring)."""
-        return self._flat
+        """Whether all parameters form one flat run, updated as one array (see module docstring)."""
+        return len(self._runs) == 1 and self._runs[0].flat
 
     def _parameter_views(self, arrays):
-        """Split a list of layout arrays into one view per parameter, shaped like it."""
-        if not self._flat:
-            return list(arrays)
-        views, offset = [], 0
-        for parameter in self.params:
-            size = parameter.data.size
-            views.append(arrays[0][offset:offset + size].reshape(parameter.data.shape))
-            offset += size
+        """Split state arrays (one per run) into one view per parameter, shaped like it."""
+        views = []
+        for run, array in zip(self._runs, arrays):
+            if not run.flat:
+                views.append(array)
+                continue
+            offset = 0
+            for parameter in run.parameters:
+                size = parameter.data.size
+                views.append(array[offset:offset + size].reshape(parameter.data.shape))
+                offset += size
         return views
 
-    def _scratch_buffer(self, name, index):
-        """A reusable array shaped like layout array ``index``, allocated on first use."""
-        buffers = self._scratch.get(name)
-        if buffers is None:
-            buffers = self._scratch[name] = [np.empty_like(data) for data in self._data]
-        return buffers[index]
-
-    def _zeros_state(self, name):
-        """State ``name`` as zeros in the current layout, created on first use."""
+    def _state(self, name):
+        """State ``name``, zeros shaped like each run's data until a step updates it."""
         arrays = self.state.get(name)
         if arrays is None:
-            arrays = self.state[name] = [np.zeros_like(data) for data in self._data]
+            arrays = self.state[name] = [np.zeros_like(run.data) for run in self._runs]
         return arrays
+
+    def _scratch_buffer(self, name, index):
+        """An array shaped like run ``index``, allocated on first use and reused after."""
+        buffers = self._scratch.setdefault(name, {})
+        if index not in buffers:
+            buffers[index] = np.empty_like(self._runs[index].data)
+        return buffers[index]
 
     # ------------------------------------------------------------------- stepping
     def step(self):
         """Update every parameter in place from its ``.grad`` (one optimization step)."""
-        self._check_trainable()
-        self._ensure_layout()
-        for parameter in self.params:
-            if getattr(parameter, "_grad_is_zero", False):
-                parameter.grad  # noqa: B018 (a gradient zeroed lazily and never computed: write the zeros)
+        for index, parameter in enumerate(self.params):
+            if not parameter.requires_grad:
+                raise RuntimeError(
+                    f"parameter {index} has requires_grad=False; build the optimizer from the "
+                    "trainable parameters only, or call requires_grad_(True) before step()"
+                )
+        self._follow_rebinding()
         self.step_count += 1
-        for index in range(len(self._data)):
-            self._update(index, self._data[index], self._grads[index])
+        for index, run in enumerate(self._runs):
+            update = self._fused_rule if run.flat else self._rule
+            update(index, run.data, run.gradient())
 
-    def _update(self, index, data, grad):
+    def _rule(self, index, data, grad):
+        raise NotImplementedError
+
+    def _fused_rule(self, index, data, grad):
         raise NotImplementedError
 
     def zero_grad(self):
-        """Set every parameter's ``.grad`` to zero, in place (views stay views).
+        """Set every parameter's ``.grad`` to zero (lazily, see :class:`npclust.nn.Parameter`).
 
-        npclust Parameters are zeroed lazily (see :class:`npclust.nn.Parameter`): the
-        next backward writes its gradient instead of adding it to a filled zero.
+        The arrays stay the same, so views stay views; the next backward writes its
+        gradient instead of adding it to a filled zero.
         """
-        self._ensure_layout()
         for parameter in self.params:
-            if hasattr(parameter, "_grad_is_zero"):
-                parameter.zero_grad()
-            else:
-                parameter.grad.fill(0)
-
-    def _decayed_gradient(self, index, data, grad):
-        """``grad + weight_decay * data`` (L2 penalty), leaving ``.grad`` untouched."""
-        decayed = self._scratch_buffer("decayed_gradient", index)
-        np.multiply(data, self.weight_decay, out=decayed)
-        decayed += grad
-        return decayed
+            parameter.zero_grad()
 
     # ---------------------------------------------------------------- state dicts
     def state_dict(self):
@@ -380,7 +335,7 @@ class Optimizer:
         self.step_count = int(state_dict["step"])
         self.state = {}
         for name in present_names:
-            arrays = self._zeros_state(name)
+            arrays = self._state(name)
             for index, view in enumerate(self._parameter_views(arrays)):
                 view[...] = state_dict[f"{name}.{index}"]
         return self
@@ -446,38 +401,50 @@ class SGD(Optimizer):
                 f"momentum={hyperparameters['momentum']!r}, dampening={hyperparameters['dampening']!r}"
             )
 
-    def _update(self, index, data, grad):
+    def _rule(self, index, p, g):
+        """One step of the rule in the class docstring for one parameter."""
         if self.weight_decay != 0:
-            grad = self._decayed_gradient(index, data, grad)
-        update = self._scratch_buffer("update", index)
+            g = g + self.weight_decay * p
         if self.momentum != 0:
-            direction = self._momentum_direction(index, grad, update)
-        else:
-            direction = grad
-        np.multiply(direction, self.lr, out=update)
-        data -= update
+            b = self._advance_momentum(index, g)
+            g = g + self.momentum * b if self.nesterov else b
+        p -= self.lr * g
 
-    def _momentum_direction(self, index, grad, scratch):
-        """Advance the momentum buffer with ``grad``; return the step direction.
-
-        ``scratch`` is free for temporaries and may hold the returned direction.
-        """
-        buffers = self.state.get("momentum_buffer")
-        if buffers is None:
-            buffers = self.state["momentum_buffer"] = [None] * len(self._data)
-        buffer = buffers[index]
-        if buffer is None:
+    def _advance_momentum(self, index, g):
+        """The momentum buffer after this step's gradient ``g`` (``b`` in the class docstring)."""
+        buffers = self.state.setdefault("momentum_buffer", [None] * len(self._runs))
+        if buffers[index] is None:
             # First momentum step: PyTorch starts the buffer at the gradient, not at 0.
-            buffer = buffers[index] = grad.copy()
+            buffers[index] = g.copy()
         else:
-            buffer *= self.momentum
-            np.multiply(grad, 1.0 - self.dampening, out=scratch)
-            buffer += scratch
-        if not self.nesterov:
-            return buffer
-        np.multiply(buffer, self.momentum, out=scratch)
-        scratch += grad
-        return scratch
+            buffers[index] *= self.momentum
+            buffers[index] += (1 - self.dampening) * g
+        return buffers[index]
+
+    def _fused_rule(self, index, p, g):
+        """:meth:`_rule` on a flat run, each temporary written into a reused scratch array."""
+        update = self._scratch_buffer("update", index)
+        if self.weight_decay != 0:
+            decayed = self._scratch_buffer("decayed_gradient", index)
+            np.multiply(p, self.weight_decay, out=decayed)
+            decayed += g
+            g = decayed
+        if self.momentum != 0:
+            buffers = self.state.setdefault("momentum_buffer", [None] * len(self._runs))
+            if buffers[index] is None:
+                buffers[index] = g.copy()
+            else:
+                buffers[index] *= self.momentum
+                np.multiply(g, 1 - self.dampening, out=update)
+                buffers[index] += update
+            if self.nesterov:
+                np.multiply(buffers[index], self.momentum, out=update)
+                update += g
+                g = update
+            else:
+                g = buffers[index]
+        np.multiply(g, self.lr, out=update)
+        p -= update
 
 
 class Adam(Optimizer):
@@ -487,11 +454,15 @@ class Adam(Optimizer):
     (starting at 1), one step is::
 
         g = g + weight_decay * p                      # if weight_decay != 0
-        m = beta1 * m + (1 - beta1) * g
+        m = m + (1 - beta1) * (g - m)                 # = beta1 m + (1 - beta1) g
         v = beta2 * v + (1 - beta2) * g**2
-        denom = sqrt(v) / sqrt(1 - beta2**t) + eps
-        p = p - lr / (1 - beta1**t) * m / denom
+        step_size = lr / (1 - beta1**t)
+        p = p - m / (sqrt(v) * c + eps / step_size),  c = 1 / (step_size * sqrt(1 - beta2**t))
 
+    which is PyTorch's ``p - step_size * m / (sqrt(v) / sqrt(1 - beta2**t) + eps)``
+    with the step size moved into the denominator, saving a pass over the
+    parameters. When ``c`` or ``eps / step_size`` would overflow the dtype (a
+    vanishing step size) the last line is evaluated in PyTorch's form instead.
     ``eps`` is added *after* the bias correction of ``sqrt(v)``, as in PyTorch (the
     paper's ``m_hat / (sqrt(v_hat) + eps)``).
 
@@ -532,81 +503,82 @@ class Adam(Optimizer):
                     f"Invalid beta parameter at index {position}: {float(beta)!r} (must be in [0, 1))"
                 )
 
-    def _update(self, index, data, grad):
+    def _rule(self, index, p, g):
+        """One step of the rule in the class docstring for one parameter."""
+        beta1, beta2 = self.betas
         if self.weight_decay != 0:
             if self._decoupled_weight_decay:
-                data *= 1.0 - self.lr * self.weight_decay
+                p *= 1 - self.lr * self.weight_decay
             else:
-                grad = self._decayed_gradient(index, data, grad)
-        arrays = (data, grad, self._zeros_state("exp_avg")[index],
-                  self._zeros_state("exp_avg_sq")[index], self._scratch_buffer("update", index))
-        bias_correction1 = 1.0 - self.betas[0] ** self.step_count
-        bias_correction2 = 1.0 - self.betas[1] ** self.step_count
-        step_size = self.lr / bias_correction1
-        # p -= step_size m / (sqrt(v) / sqrt(bc2) + eps). Moving the step size into the
-        # denominator saves a whole-buffer pass (same value up to rounding) unless the
-        # scaled constants would overflow the dtype (an absurdly small step).
-        denom_scale = 1.0 / (step_size * math.sqrt(bias_correction2)) if step_size else math.inf
-        folded = max(denom_scale, self.eps / step_size if step_size else math.inf) \
-            < float(np.finfo(data.dtype).max)
-        constants = (step_size, bias_correction2, denom_scale, folded)
-        # Every operation is elementwise, so the buffer is updated block by block: the
-        # dozen passes over a block run while it sits in cache (a whole flat buffer of
-        # parameters, gradients and moments does not fit), with bit-identical results.
-        block = _block_length(arrays)
-        if block is None or data.size <= block:
-            self._update_block(*arrays, *constants)
+                g = g + self.weight_decay * p
+        m, v = self._state("exp_avg")[index], self._state("exp_avg_sq")[index]
+        m += (1 - beta1) * (g - m)
+        v *= beta2
+        v += (1 - beta2) * (g * g)
+        step_size, root_bias_correction2, c = self._step_constants(p.dtype)
+        if step_size == 0:
             return
-        flat = [array.reshape(-1) for array in arrays]
-
-        def update(start):
-            self._update_block(*(array[start:start + block] for array in flat), *constants)
-
-        starts = list(range(0, data.size, block))
-        if _num_threads > 1 and data.size >= _THREADED_MIN_SIZE:
-            _run_split(update, starts)
+        if c is not None:
+            p -= m / (np.sqrt(v) * c + self.eps / step_size)
         else:
-            for start in starts:
-                update(start)
+            p -= step_size * (m / (np.sqrt(v) / root_bias_correction2 + self.eps))
 
-    def _update_block(self, data, grad, exp_avg, exp_avg_sq, scratch, step_size,
-                      bias_correction2, denom_scale, folded):
+    def _step_constants(self, dtype):
+        """``(step_size, sqrt(1 - beta2**t), c)``; ``c`` is None where the folded form overflows."""
         beta1, beta2 = self.betas
-        # m += (1 - beta1) (g - m), PyTorch's lerp form of beta1 m + (1 - beta1) g.
-        np.subtract(grad, exp_avg, out=scratch)
-        scratch *= 1.0 - beta1
-        exp_avg += scratch
+        step_size = self.lr / (1 - beta1 ** self.step_count)
+        root_bias_correction2 = math.sqrt(1 - beta2 ** self.step_count)
+        if step_size == 0:
+            return step_size, root_bias_correction2, None
+        c = 1 / (step_size * root_bias_correction2)
+        folded = max(c, self.eps / step_size) < float(np.finfo(dtype).max)
+        return step_size, root_bias_correction2, c if folded else None
 
-        exp_avg_sq *= beta2
-        np.multiply(grad, grad, out=scratch)
-        scratch *= 1.0 - beta2
-        exp_avg_sq += scratch
+    def _fused_rule(self, index, p, g):
+        """:meth:`_rule` on a flat run: in place, into reused scratch, cache block by block."""
+        m, v = self._state("exp_avg")[index], self._state("exp_avg_sq")[index]
+        scratch = self._scratch_buffer("update", index)
+        decayed = None
+        if self.weight_decay != 0 and not self._decoupled_weight_decay:
+            decayed = self._scratch_buffer("decayed_gradient", index)
+        constants = self._step_constants(p.dtype)
+        block = _BLOCK_BYTES // p.itemsize
+        for start in range(0, p.size, block):
+            part = slice(start, start + block)
+            self._fused_block(p[part], g[part], m[part], v[part], scratch[part],
+                              None if decayed is None else decayed[part], *constants)
 
-        if step_size == 0.0:
+    def _fused_block(self, p, g, m, v, scratch, decayed, step_size, root_bias_correction2, c):
+        beta1, beta2 = self.betas
+        if self.weight_decay != 0:
+            if decayed is None:
+                p *= 1 - self.lr * self.weight_decay
+            else:
+                np.multiply(p, self.weight_decay, out=decayed)
+                decayed += g
+                g = decayed
+        np.subtract(g, m, out=scratch)
+        scratch *= 1 - beta1
+        m += scratch
+
+        v *= beta2
+        np.multiply(g, g, out=scratch)
+        scratch *= 1 - beta2
+        v += scratch
+
+        if step_size == 0:
             return
-        denom = np.sqrt(exp_avg_sq, out=scratch)
-        if folded:
-            denom *= denom_scale
-            denom += self.eps / step_size
-            data -= np.divide(exp_avg, denom, out=scratch)
+        denominator = np.sqrt(v, out=scratch)
+        if c is not None:
+            denominator *= c
+            denominator += self.eps / step_size
+            p -= np.divide(m, denominator, out=scratch)
         else:
-            denom /= math.sqrt(bias_correction2)
-            denom += self.eps
-            np.divide(exp_avg, denom, out=scratch)
+            denominator /= root_bias_correction2
+            denominator += self.eps
+            np.divide(m, denominator, out=scratch)
             scratch *= step_size
-            data -= scratch
-
-
-# Below this many elements a threaded update costs more in hand-offs than it saves.
-_THREADED_MIN_SIZE = 1 << 20
-
-
-def _block_length(arrays, block_bytes=1 << 18):
-    """Elements per cache block (256 KiB per array), or None when one of ``arrays``
-    cannot be cut into 1-D views without copying (the update must write through)."""
-    if not all(array.flags.c_contiguous for array in arrays):
-        return None
-    return max(1, block_bytes // arrays[0].itemsize)
+            p -= scratch
 
 
 class AdamW(Adam):

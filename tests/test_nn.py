@@ -1,3 +1,4 @@
+import copy
 import warnings
 
 import numpy as np
@@ -225,6 +226,25 @@ def test_flatten_parameters_makes_views_into_one_buffer():
         np.testing.assert_array_equal(net.state_dict()[key], value)
     net.load_state_dict(before)
     assert all(p.data.base is base for p in parameters)
+
+
+def test_flatten_parameters_records_the_buffer_and_copies_forget_it():
+    import pickle
+
+    net = nn.Sequential(nn.Linear(3, 4, rng=0), nn.Linear(4, 2, rng=1)).flatten_parameters()
+    parameters = net.parameters()
+    buffer = parameters[0].flat[0]
+    assert isinstance(buffer, nn.FlatBuffer)
+    assert [p.flat for p in parameters] == [(buffer, 0), (buffer, 12), (buffer, 16), (buffer, 24)]
+    assert all(p.data.base is buffer.data and p.grad.base is buffer.grad for p in parameters)
+    # A copy's views are separate arrays: a record pointing at a buffer would make an
+    # optimizer update an array the copy does not use.
+    for duplicate in (pickle.loads(pickle.dumps(net)), copy.deepcopy(net)):
+        assert all(p.flat is None for p in duplicate.parameters())
+    parameters[0].grad = np.zeros((4, 3), dtype=np.float32)  # rebound: no longer a view
+    assert parameters[0].flat is None and parameters[1].flat == (buffer, 12)
+    net.to(np.float64)
+    assert all(p.flat is None for p in net.parameters())
 
 
 def test_to_changes_dtype_of_parameters_and_float_buffers():

@@ -29,19 +29,10 @@ def _gradient(data, noise):
 
 
 def _make_parameters(arrays, flat, dtype=np.float64):
-    """Parameters holding copies of ``arrays``; with ``flat``, as views tiling one buffer."""
+    """Parameters holding copies of ``arrays``; with ``flat``, moved into one FlatBuffer."""
     parameters = [nn.Parameter(np.array(array, dtype=dtype)) for array in arrays]
     if flat:
-        total = sum(array.size for array in arrays)
-        data_buffer, grad_buffer = np.empty(total, dtype=dtype), np.zeros(total, dtype=dtype)
-        offset = 0
-        for parameter in parameters:
-            size, shape = parameter.data.size, parameter.data.shape
-            data_view = data_buffer[offset:offset + size].reshape(shape)
-            data_view[...] = parameter.data
-            parameter.data = data_view
-            parameter.grad = grad_buffer[offset:offset + size].reshape(shape)
-            offset += size
+        nn.flatten_parameters(parameters)
     return parameters
 
 
@@ -197,24 +188,45 @@ def test_views_with_a_gap_use_per_parameter_path_and_stay_correct():
     assert (buffer[6:8] == 0).all() and (buffer[12:] == 0).all()
 
 
-def test_views_out_of_order_use_per_parameter_path():
+def test_views_tiling_a_buffer_without_flatten_parameters_use_per_parameter_path():
+    """The fast path is asked for through flatten_parameters, never guessed from addresses."""
     buffer, grad_buffer = np.zeros(6), np.zeros(6)
     parameters = [nn.Parameter(np.zeros(1)) for _ in range(2)]
-    parameters[0].data, parameters[0].grad = buffer[3:6], grad_buffer[3:6]
-    parameters[1].data, parameters[1].grad = buffer[0:3], grad_buffer[0:3]
+    parameters[0].data, parameters[0].grad = buffer[0:3], grad_buffer[0:3]
+    parameters[1].data, parameters[1].grad = buffer[3:6], grad_buffer[3:6]
     assert not SGD(parameters, lr=0.1).uses_flat_buffer
 
 
-def test_flat_view_may_start_inside_the_buffer():
-    buffer, grad_buffer = np.zeros(10), np.zeros(10)
-    parameters = [nn.Parameter(np.zeros(1)) for _ in range(2)]
-    parameters[0].data, parameters[0].grad = buffer[2:4], grad_buffer[2:4]
-    parameters[1].data, parameters[1].grad = buffer[4:7], grad_buffer[4:7]
-    grad_buffer[2:7] = 1.0
-    optimizer = SGD(parameters, lr=1.0)
+def test_flattened_parameters_out_of_order_use_per_parameter_path():
+    parameters = [nn.Parameter(np.zeros(3)) for _ in range(2)]
+    nn.flatten_parameters(parameters)
+    assert not SGD(parameters[::-1], lr=0.1).uses_flat_buffer
+    assert SGD(parameters, lr=0.1).uses_flat_buffer
+
+
+def test_flat_run_may_start_inside_the_buffer():
+    parameters = [nn.Parameter(np.zeros(size)) for size in (2, 2, 3, 3)]
+    buffer = nn.flatten_parameters(parameters)
+    buffer.grad[2:7] = 1.0
+    optimizer = SGD(parameters[1:3], lr=1.0)
     assert optimizer.uses_flat_buffer
     optimizer.step()
-    np.testing.assert_array_equal(buffer, [0, 0, -1, -1, -1, -1, -1, 0, 0, 0])
+    np.testing.assert_array_equal(buffer.data, [0, 0, -1, -1, -1, -1, -1, 0, 0, 0])
+
+
+def test_parameters_from_two_buffers_and_a_lone_one_each_take_their_path():
+    """As DEC's self-training: encoder parameters (one run of a buffer shared with the
+    decoder) and a separate centers parameter."""
+    arrays, noise = _initial_arrays(), _noise(N_STEPS)
+    parameters = _make_parameters(arrays, flat=False)
+    nn.flatten_parameters(parameters[:2])
+    nn.flatten_parameters(parameters[2:3])
+    optimizer = Adam(parameters, lr=0.01)
+    assert [run.flat for run in optimizer._runs] == [True, True, False]
+    plain_parameters = _make_parameters(arrays, flat=False)
+    expected = _run(Adam(plain_parameters, lr=0.01), plain_parameters, noise)
+    for got, want in zip(_run(optimizer, parameters, noise), expected):
+        np.testing.assert_array_equal(got, want)
 
 
 def test_module_flatten_parameters_enables_flat_path():
@@ -230,9 +242,7 @@ def test_optimizer_follows_parameters_rebound_after_construction():
     optimizer = Adam(parameters, lr=0.01)
     _run(optimizer, parameters, noise[:3])
     # What Module.flatten_parameters() does: new arrays behind the same Parameters.
-    flat_copies = _make_parameters([parameter.data for parameter in parameters], flat=True)
-    for parameter, copy in zip(parameters, flat_copies):
-        parameter.data, parameter.grad = copy.data, copy.grad
+    nn.flatten_parameters(parameters)
     result = _run(optimizer, parameters, noise[3:])
     assert optimizer.uses_flat_buffer
     expected = _reference_adam(arrays, noise, lr=0.01)
@@ -362,6 +372,45 @@ def test_float32_parameters_stay_float32(case, flat):
     expected = reference(arrays, noise, **hyperparameters)
     for got, want in zip(result, expected):
         np.testing.assert_allclose(got, want, rtol=1e-4, atol=1e-5)
+
+
+@pytest.mark.parametrize("flat", [False, True])
+def test_adam_with_a_vanishing_step_size_stays_finite(flat):
+    parameter = nn.Parameter(np.ones(4, dtype=np.float32))
+    if flat:
+        nn.flatten_parameters([parameter])
+    parameter.grad[...] = [1.0, 0.0, -1.0, 1e-3]
+    optimizer = Adam([parameter], lr=1e-44)
+    optimizer.step()
+    assert np.all(np.isfinite(parameter.data))
+    np.testing.assert_array_equal(parameter.data, np.ones(4, dtype=np.float32))
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("optimizer_class, weight_decay", [(Adam, 0.0), (Adam, 0.01), (AdamW, 0.01)])
+def test_fused_adam_on_a_large_flat_buffer_equals_the_plain_rule(dtype, optimizer_class,
+                                                                  weight_decay):
+    """The cache-blocked, in-place fast path is bit for bit the plain rule."""
+    rng = np.random.default_rng(8)
+    starts = [rng.normal(size=size).astype(dtype) for size in (200_003, 1, 70_000)]  # ragged blocks
+    gradients = [[rng.normal(size=start.size).astype(dtype) for start in starts] for _ in range(3)]
+    results = []
+    for flat in (True, False):
+        parameters = [nn.Parameter(start.copy()) for start in starts]
+        if flat:
+            nn.flatten_parameters(parameters)
+        optimizer = optimizer_class(parameters, lr=0.01, weight_decay=weight_decay)
+        assert optimizer.uses_flat_buffer is flat
+        for step_gradients in gradients:
+            for parameter, gradient in zip(parameters, step_gradients):
+                parameter.grad[...] = gradient
+            optimizer.step()
+        results.append(([p.data.copy() for p in parameters], optimizer.state_dict()))
+    (data_flat, state_flat), (data_plain, state_plain) = results
+    for got, want in zip(data_flat, data_plain):
+        np.testing.assert_array_equal(got, want)
+    for key in state_plain:
+        np.testing.assert_array_equal(state_flat[key], state_plain[key])
 
 
 # ------------------------------------------------------------------------ validation

@@ -26,15 +26,9 @@ PUBLIC_MODULES = [
 ENFORCED = {"GL02", "GL03", "GL08", "SS01", "PR01", "PR02", "PR03"}
 
 
-# Being rewritten on the nn-layers branch; checked once it is merged.
-_PENDING = ("npclust.nn", "npclust.optim")
-
-
 def _public_api():
     names = set()
     for module_name in PUBLIC_MODULES:
-        if module_name in _PENDING:
-            continue
         module = importlib.import_module(module_name)
         for name in module.__all__:
             obj = getattr(module, name)
