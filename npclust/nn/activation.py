@@ -30,12 +30,7 @@ class ReLU(Module):
         self._y = None
 
     def forward(self, x):
-        """``y = max(x, 0)``; keeps ``y`` for backward.
-
-        Parameters
-        ----------
-        x : ndarray
-        """
+        """``y = max(x, 0)``; keeps ``y`` for backward."""
         if not (isinstance(x, np.ndarray) and x.ndim >= 1 and x.dtype.kind == "f"):
             self._y = np.maximum(x, 0, out=x if self.inplace else None)
             return self._y
@@ -44,16 +39,7 @@ class ReLU(Module):
         return self._y
 
     def backward(self, dy, input_grad=True):
-        """dy/dx = 1 where y > 0, else 0 (PyTorch's choice of 0 at x = 0).
-
-        Parameters
-        ----------
-        dy : ndarray shaped like the output
-            Gradient of the loss with respect to the output.
-        input_grad : bool, default=True
-            Whether to compute dL/dx; False returns None (parameter gradients, if any,
-            are still accumulated).
-        """
+        """dy/dx = 1 where y > 0, else 0 (PyTorch's choice of 0 at x = 0)."""
         if not input_grad:
             return None
         y = self._y
@@ -75,26 +61,12 @@ class LeakyReLU(Module):
         self._positive = None
 
     def forward(self, x):
-        """``y = x`` for x > 0, ``negative_slope * x`` otherwise; keeps the sign mask.
-
-        Parameters
-        ----------
-        x : ndarray
-        """
+        """``y = x`` for x > 0, ``negative_slope * x`` otherwise; keeps the sign mask."""
         self._positive = x > 0
         return np.where(self._positive, x, self.negative_slope * x)
 
     def backward(self, dy, input_grad=True):
-        """dy/dx = 1 for x > 0, ``negative_slope`` otherwise.
-
-        Parameters
-        ----------
-        dy : ndarray shaped like the output
-            Gradient of the loss with respect to the output.
-        input_grad : bool, default=True
-            Whether to compute dL/dx; False returns None (parameter gradients, if any,
-            are still accumulated).
-        """
+        """dy/dx = 1 for x > 0, ``negative_slope`` otherwise."""
         if not input_grad:
             return None
         return np.where(self._positive, dy, self.negative_slope * dy)
@@ -113,28 +85,14 @@ class ELU(Module):
         self._x = self._y = None
 
     def forward(self, x):
-        """``y = x`` for x > 0, ``alpha * expm1(x)`` otherwise; keeps ``x`` and ``y``.
-
-        Parameters
-        ----------
-        x : ndarray
-        """
+        """``y = x`` for x > 0, ``alpha * expm1(x)`` otherwise; keeps ``x`` and ``y``."""
         self._x = x
         # expm1 of the clipped input: exact near 0 and no overflow for large positive x.
         self._y = np.where(x > 0, x, self.alpha * np.expm1(np.minimum(x, 0)))
         return self._y
 
     def backward(self, dy, input_grad=True):
-        """dy/dx = 1 for x > 0, ``alpha * exp(x)`` (= y + alpha) otherwise.
-
-        Parameters
-        ----------
-        dy : ndarray shaped like the output
-            Gradient of the loss with respect to the output.
-        input_grad : bool, default=True
-            Whether to compute dL/dx; False returns None (parameter gradients, if any,
-            are still accumulated).
-        """
+        """dy/dx = 1 for x > 0, ``alpha * exp(x)`` (= y + alpha) otherwise."""
         if not input_grad:
             return None
         # alpha * exp(x) directly: y + alpha cancels catastrophically for very negative x.
@@ -153,26 +111,12 @@ class Sigmoid(Module):
         self._y = None
 
     def forward(self, x):
-        """``y = expit(x)``; keeps ``y`` for backward.
-
-        Parameters
-        ----------
-        x : ndarray
-        """
+        """``y = expit(x)``; keeps ``y`` for backward."""
         self._y = expit(x)
         return self._y
 
     def backward(self, dy, input_grad=True):
-        """dy/dx = y (1 - y).
-
-        Parameters
-        ----------
-        dy : ndarray shaped like the output
-            Gradient of the loss with respect to the output.
-        input_grad : bool, default=True
-            Whether to compute dL/dx; False returns None (parameter gradients, if any,
-            are still accumulated).
-        """
+        """dy/dx = y (1 - y)."""
         return dy * self._y * (1 - self._y) if input_grad else None
 
 
@@ -184,26 +128,12 @@ class Tanh(Module):
         self._y = None
 
     def forward(self, x):
-        """``y = tanh(x)``; keeps ``y`` for backward.
-
-        Parameters
-        ----------
-        x : ndarray
-        """
+        """``y = tanh(x)``; keeps ``y`` for backward."""
         self._y = np.tanh(x)
         return self._y
 
     def backward(self, dy, input_grad=True):
-        """dy/dx = 1 - y^2.
-
-        Parameters
-        ----------
-        dy : ndarray shaped like the output
-            Gradient of the loss with respect to the output.
-        input_grad : bool, default=True
-            Whether to compute dL/dx; False returns None (parameter gradients, if any,
-            are still accumulated).
-        """
+        """dy/dx = 1 - y^2."""
         return dy * (1 - self._y * self._y) if input_grad else None
 
 
@@ -219,12 +149,7 @@ class Softplus(Module):
         self._x = self._y = None
 
     def forward(self, x):
-        """``y = logaddexp(0, beta x) / beta``, ``x`` in the linear region; keeps ``x`` and ``y``.
-
-        Parameters
-        ----------
-        x : ndarray
-        """
+        """``y = logaddexp(0, beta x) / beta``, ``x`` in the linear region; keeps ``x`` and ``y``."""
         self._x = x
         scaled = self.beta * x
         # logaddexp(0, t) = log(1 + e^t) without overflow for large t.
@@ -232,16 +157,7 @@ class Softplus(Module):
         return self._y
 
     def backward(self, dy, input_grad=True):
-        """dy/dx = sigmoid(beta x) = 1 - exp(-beta y); exactly 1 in the linear region.
-
-        Parameters
-        ----------
-        dy : ndarray shaped like the output
-            Gradient of the loss with respect to the output.
-        input_grad : bool, default=True
-            Whether to compute dL/dx; False returns None (parameter gradients, if any,
-            are still accumulated).
-        """
+        """dy/dx = sigmoid(beta x) = 1 - exp(-beta y); exactly 1 in the linear region."""
         if not input_grad:
             return None
         # From e^{beta y} = 1 + e^{beta x}: sigmoid(beta x) = -expm1(-beta y), accurate
@@ -258,25 +174,11 @@ class Identity(Module):
     """``y = x``."""
 
     def forward(self, x):
-        """``y = x``, the input itself.
-
-        Parameters
-        ----------
-        x : ndarray
-        """
+        """``y = x``, the input itself."""
         return x
 
     def backward(self, dy, input_grad=True):
-        """dy/dx = 1.
-
-        Parameters
-        ----------
-        dy : ndarray shaped like the output
-            Gradient of the loss with respect to the output.
-        input_grad : bool, default=True
-            Whether to compute dL/dx; False returns None (parameter gradients, if any,
-            are still accumulated).
-        """
+        """dy/dx = 1."""
         return dy if input_grad else None
 
 
@@ -289,26 +191,12 @@ class Softmax(Module):
         self._y = None
 
     def forward(self, x):
-        """``y = softmax(x)`` along ``dim``; keeps ``y`` for backward.
-
-        Parameters
-        ----------
-        x : ndarray
-        """
+        """``y = softmax(x)`` along ``dim``; keeps ``y`` for backward."""
         self._y = softmax(x, axis=self.dim)
         return self._y
 
     def backward(self, dy, input_grad=True):
-        """dx = y * (dy - sum(dy * y, dim)).
-
-        Parameters
-        ----------
-        dy : ndarray shaped like the output
-            Gradient of the loss with respect to the output.
-        input_grad : bool, default=True
-            Whether to compute dL/dx; False returns None (parameter gradients, if any,
-            are still accumulated).
-        """
+        """dx = y * (dy - sum(dy * y, dim))."""
         return softmax_backward(dy, self._y, axis=self.dim) if input_grad else None
 
     def extra_repr(self):
@@ -325,26 +213,12 @@ class LogSoftmax(Module):
         self._y = None
 
     def forward(self, x):
-        """``y = log_softmax(x)`` along ``dim``; keeps ``y`` for backward.
-
-        Parameters
-        ----------
-        x : ndarray
-        """
+        """``y = log_softmax(x)`` along ``dim``; keeps ``y`` for backward."""
         self._y = log_softmax(x, axis=self.dim)
         return self._y
 
     def backward(self, dy, input_grad=True):
-        """dx = dy - exp(y) * sum(dy, dim).
-
-        Parameters
-        ----------
-        dy : ndarray shaped like the output
-            Gradient of the loss with respect to the output.
-        input_grad : bool, default=True
-            Whether to compute dL/dx; False returns None (parameter gradients, if any,
-            are still accumulated).
-        """
+        """dx = dy - exp(y) * sum(dy, dim)."""
         return log_softmax_backward(dy, self._y, axis=self.dim) if input_grad else None
 
     def extra_repr(self):

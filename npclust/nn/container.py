@@ -44,10 +44,6 @@ class Sequential(Module):
 
     def forward(self, x):
         """``y = f_n(... f_2(f_1(x)))``.
-
-        Parameters
-        ----------
-        x : ndarray
             Input of the first module.
         """
         modules = self.children()
@@ -58,16 +54,7 @@ class Sequential(Module):
         return x
 
     def backward(self, dy, input_grad=True):
-        """Chain rule ``dx = J_1^T (... (J_n^T dy))``: each module's backward, last to first.
-
-        Parameters
-        ----------
-        dy : ndarray shaped like the output
-            Gradient of the loss with respect to the output.
-        input_grad : bool, default=True
-            Whether to compute dL/dx; False returns None (parameter gradients, if any,
-            are still accumulated).
-        """
+        """Chain rule ``dx = J_1^T (... (J_n^T dy))``: each module's backward, last to first."""
         modules = self.children()
         if not modules:
             return dy if input_grad else None

@@ -27,12 +27,7 @@ class Dropout(Module):
         self._mask = None
 
     def forward(self, x):
-        """Zero each element with probability ``p`` and scale the rest by 1/(1-p) (training mode).
-
-        Parameters
-        ----------
-        x : ndarray
-        """
+        """Zero each element with probability ``p`` and scale the rest by 1/(1-p) (training mode)."""
         if not self.training or self.p == 0.0:
             self._mask = None
             return x
@@ -43,16 +38,7 @@ class Dropout(Module):
         return x * self._mask
 
     def backward(self, dy, input_grad=True):
-        """dy/dx = mask / (1 - p), the same scaled mask the forward pass applied.
-
-        Parameters
-        ----------
-        dy : ndarray shaped like the output
-            Gradient of the loss with respect to the output.
-        input_grad : bool, default=True
-            Whether to compute dL/dx; False returns None (parameter gradients, if any,
-            are still accumulated).
-        """
+        """dy/dx = mask / (1 - p), the same scaled mask the forward pass applied."""
         if not input_grad:
             return None
         return dy if self._mask is None else dy * self._mask

@@ -66,14 +66,6 @@ class Linear(Module):
         """Gradients of ``y = x W^T + b``.
 
         dL/dW += dy^T x,  dL/db += sum over rows of dy,  dL/dx = dy W.
-
-        Parameters
-        ----------
-        dy : ndarray shaped like the output
-            Gradient of the loss with respect to the output.
-        input_grad : bool, default=True
-            Whether to compute dL/dx; False returns None (parameter gradients, if any,
-            are still accumulated).
         """
         if self._x is None:
             raise RuntimeError("Linear.backward called before forward")

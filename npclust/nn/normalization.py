@@ -110,14 +110,6 @@ class BatchNorm1d(Module):
         ``weight * inv_std * (dy - sum_rows(dy) / n - x_hat * sum_rows(dy * x_hat) / n)``,
         reusing the two row sums of the parameter gradients (identical algebra, four
         passes over the batch instead of ten).
-
-        Parameters
-        ----------
-        dy : ndarray shaped like the output
-            Gradient of the loss with respect to the output.
-        input_grad : bool, default=True
-            Whether to compute dL/dx; False returns None (parameter gradients, if any,
-            are still accumulated).
         """
         if self._inv_std is None:
             raise RuntimeError("BatchNorm1d.backward called before forward")
