@@ -173,6 +173,11 @@ class ClusteringEstimator:
         """
         return self.fit(X, y).transform(X)
 
+    def _fit_arrays(self, X, saved):
+        """Arrays computed once from the data before training (none by default); see
+        :mod:`npclust.cluster.training`."""
+        return {}
+
     def _dtype(self):
         requested = getattr(self, "dtype", "float32")
         try:

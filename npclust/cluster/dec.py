@@ -86,7 +86,8 @@ class DEC(ClusteringEstimator):
         1 prints one progress line per pretraining epoch and per target update.
     checkpoint : str, os.PathLike or None, default=None
         If given, the whole training state is written (atomically) to this ``.npz``
-        file after every pretraining epoch and every target update; a ``fit`` that
+        file after every pretraining epoch, the k-means run and every target update;
+        a ``fit`` that
         finds a checkpoint of the same class, parameters and data resumes from it and
         ends exactly as an uninterrupted fit would. Other data or settings: an error.
 
@@ -104,10 +105,11 @@ class DEC(ClusteringEstimator):
     n_iter_ : int
         Self-training iterations run by the kept run.
     history_ : list of dict
-        One entry per pretraining epoch (``stage="pretrain"``, reconstruction loss)
-        and per target update (``stage="cluster"``: mean loss terms since the last
-        update and ``delta_label``), plus ACC/NMI/ARI when ``y`` was given to ``fit``
-        (monitoring only).
+        One entry per pretraining epoch (``stage="pretrain"``, reconstruction loss),
+        one for the k-means run (``stage="kmeans init"``) and one per target update
+        (``stage="cluster"``: mean loss terms since the last update and
+        ``delta_label``), plus ACC/NMI/ARI when ``y`` was given to ``fit`` (monitoring
+        only). With restarts, stages are labelled ``"restart 2/3 pretrain"`` etc.
     restart_histories_ : list of list of dict
         The history of every restart, in order (``history_`` is the kept one's).
     stop_reason_ : str
@@ -213,9 +215,6 @@ class DEC(ClusteringEstimator):
     # ----------------------------------------------------------------- fitting
     def _fit(self, X, y, rng):
         fit_restarts(self, X, y, rng)
-
-    def _fit_arrays(self, X, saved):
-        return {}
 
     def _stages(self, n_samples):
         def autoencoder_optimizer(model):
