@@ -249,6 +249,9 @@ class KMeans(ClusteringEstimator):
     def _build_model(self, n_features, rng):
         return {}
 
+    def _expected_shapes(self, n_features, n_samples):
+        return {"array/labels_": (n_samples,), "array/cluster_centers_": (self.n_clusters, n_features)}
+
     def _distances(self, X_chunk):
         return _squared_distances(X_chunk, self.cluster_centers_,
                                   np.einsum("ij,ij->i", X_chunk, X_chunk))
