@@ -252,13 +252,18 @@ def _is_number(cell):
     return True
 
 
-def write_labels(path, labels):
-    """Write one integer label per line to ``path`` (CSV with a ``label`` header), atomically.
+def write_labels(path, labels, what="labels file"):
+    """Write one integer label per line to ``path`` (CSV with a ``label`` header).
+
+    By the rules of :mod:`npclust.files.output`: a regular file is replaced
+    atomically, a FIFO or character device (``/dev/stdout``) is written in place.
 
     Parameters
     ----------
     path : str or os.PathLike
     labels : array_like of int
+    what : str, default="labels file"
+        What the path is for, in error messages.
     """
     text = "label\n" + "".join(f"{int(label)}\n" for label in labels)
-    atomic_write(path, lambda file: file.write(text.encode("utf-8")))
+    atomic_write(path, lambda file: file.write(text.encode("utf-8")), what=what)

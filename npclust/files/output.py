@@ -30,10 +30,12 @@ temporary files that dead processes on this host left beside it, and never reads
 
 import errno
 import hashlib
+import io
 import os
 import re
 import socket
 import stat
+import sys
 import tempfile
 from pathlib import Path
 
@@ -152,13 +154,18 @@ def atomic_write(path, write, what="output"):
         As :func:`check_output_path`, checked before ``write`` is called.
     """
     how = check_output_path(path, what)
-    if how == "descriptor":
-        _write_descriptor(_own_descriptor(path), write)
-        return
-    if how == "stream":
-        # No O_CREAT and no O_TRUNC: the device or FIFO exists and is written as it is.
-        with os.fdopen(os.open(path, os.O_WRONLY | getattr(os, "O_NOCTTY", 0)), "wb") as file:
-            write(file)
+    if how != "file":
+        # Produced in memory first: a stream cannot seek (zip writers do), and a reader
+        # at the other end gets all of the content or, if ``write`` fails, nothing.
+        buffer = io.BytesIO()
+        write(buffer)
+        if how == "descriptor":
+            _write_descriptor(_own_descriptor(path), buffer.getvalue())
+        else:
+            # No O_CREAT and no O_TRUNC: the device or FIFO exists and is written as it is.
+            descriptor = os.open(path, os.O_WRONLY | getattr(os, "O_NOCTTY", 0))
+            with os.fdopen(descriptor, "wb") as file:
+                file.write(buffer.getvalue())
         return
     target = Path(os.path.realpath(path))
     prefix = _temporary_prefix(target)
@@ -185,10 +192,9 @@ def atomic_write(path, write, what="output"):
     _fsync_directory(target.parent)
 
 
-def _write_descriptor(number, write):
-    """Write through a duplicate of descriptor ``number``: its offset and append mode hold."""
-    import sys
-
+def _write_descriptor(number, content):
+    """Write ``content`` through a duplicate of descriptor ``number``: its offset and append
+    mode hold, as the shell that opened it promised."""
     for stream in (sys.stdout, sys.stderr):
         try:
             if stream is not None and stream.fileno() == number:
@@ -196,7 +202,7 @@ def _write_descriptor(number, write):
         except (AttributeError, OSError, ValueError):  # a replaced stream (pytest's capture)
             pass
     with os.fdopen(os.dup(number), "wb") as file:
-        write(file)
+        file.write(content)
 
 
 def _temporary_prefix(target):
