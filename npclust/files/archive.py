@@ -238,7 +238,7 @@ def member_byte_limit():
     return MAX_DECLARED_BYTES if memory is None else min(MAX_DECLARED_BYTES, memory // 2)
 
 
-def check_member_sizes(infos, where, max_inflated=MAX_INFLATED_BYTES):
+def check_member_sizes(infos, where, max_inflated="default"):
     """Refuse zip members whose declared sizes are beyond what can be read.
 
     Parameters
@@ -246,9 +246,9 @@ def check_member_sizes(infos, where, max_inflated=MAX_INFLATED_BYTES):
     infos : iterable of zipfile.ZipInfo
     where : str
         The quoted file name, for the message.
-    max_inflated : int or None, default=MAX_INFLATED_BYTES
-        The most bytes a compressed member may declare; None for no bound but the
-        total one.
+    max_inflated : int, None or "default", default="default"
+        The most bytes a compressed member may declare (``"default"``:
+        :data:`MAX_INFLATED_BYTES`); None for no bound but the total one.
 
     Raises
     ------
@@ -259,6 +259,8 @@ def check_member_sizes(infos, where, max_inflated=MAX_INFLATED_BYTES):
         file itself, while a compressed one can claim gigabytes from a few kilobytes).
     """
     infos = list(infos)
+    if max_inflated == "default":
+        max_inflated = MAX_INFLATED_BYTES
     total = sum(info.file_size for info in infos)
     limit = member_byte_limit()
     if total > limit:
@@ -279,7 +281,8 @@ def _header_depth(text):
     Strings are blanked first (they may hold brackets), then the brackets' running
     depth is a cumulative sum: linear time, no recursion, whatever the input.
     """
-    brackets = re.sub(r'"(?:[^"\\]|\\.)*"', "", text)
+    # The unrolled form of a JSON string: no backtracking stack per character.
+    brackets = re.sub(r'"[^"\\]*(?:\\.[^"\\]*)*"', "", text)
     codes = np.frombuffer(re.sub(r"[^\[\]{}]", "", brackets).encode("ascii"), dtype=np.uint8)
     if codes.size == 0:
         return 0
