@@ -135,6 +135,9 @@ class ClusteringEstimator:
             if y.shape != (X.shape[0],):
                 raise ValueError(f"y must have shape ({X.shape[0]},), got {y.shape}")
         self._validate_params(X)
+        # What the fitted attributes describe, whatever set_params does afterwards
+        # (scikit-learn's rule): predict and save use these values.
+        self._fitted_params = dict(self.get_params())
         self._fit(X, y, check_random_state(self.random_state))
         self.n_features_in_ = X.shape[1]
         if feature_names is not None:
@@ -173,8 +176,12 @@ class ClusteringEstimator:
         """
         return self.fit(X, y).transform(X)
 
-    def _dtype(self):
-        requested = getattr(self, "dtype", "float32")
+    def _fitted_param(self, name):
+        """The value parameter ``name`` had in the last fit (its current value if unknown)."""
+        return getattr(self, "_fitted_params", {}).get(name, getattr(self, name))
+
+    def _dtype(self, fitted=False):
+        requested = self._fitted_param("dtype") if fitted else getattr(self, "dtype", "float32")
         try:
             # np.dtype(None) would silently mean float64.
             dtype = None if requested is None else np.dtype(requested)
@@ -195,7 +202,7 @@ class ClusteringEstimator:
                 "X has different feature names than in fit: "
                 f"{list(names)} instead of {list(fitted_names)}"
             )
-        return check_array(X, dtype=self._dtype(), n_features=self.n_features_in_,
+        return check_array(X, dtype=self._dtype(fitted=True), n_features=self.n_features_in_,
                            estimator_name=type(self).__name__)
 
     def _map_chunks(self, function, X):
@@ -263,7 +270,10 @@ class ClusteringEstimator:
         check_is_fitted(self)
         state = {
             "class": type(self).__name__,
-            "params": {name: json_value(value) for name, value in self.get_params().items()},
+            # The parameters of the last fit, not any set since: the file must rebuild
+            # the estimator that predicts as this one does.
+            "params": {name: json_value(value) for name, value in
+                       getattr(self, "_fitted_params", self.get_params()).items()},
             "scalars": {name: json_value(getattr(self, name)) for name in self._fitted_scalars},
             "history": self.history_,
             "feature_names_in": None,
@@ -444,6 +454,7 @@ class ClusteringEstimator:
         self.history_ = state.get("history", [])
         if names is not None:
             self.feature_names_in_ = np.asarray(names, dtype=object)
+        self._fitted_params = dict(self.get_params())
         return self
 
     def save(self, path):

@@ -362,7 +362,8 @@ class DEC(ClusteringEstimator):
         return self.encoder_(X_chunk)
 
     def _soft_assignment(self, X_chunk):
-        return student_t_assignment(self._embed(X_chunk), self.cluster_centers_, self.alpha)
+        return student_t_assignment(self._embed(X_chunk), self.cluster_centers_,
+                                    self._fitted_param("alpha"))
 
 
 class IDEC(DEC):

@@ -1,0 +1,105 @@
+"""Estimator state after ``set_params``, degenerate results, and scale-safe k-means.
+
+The rule (scikit-learn's): fitted attributes describe the last fit. ``set_params``
+after ``fit`` changes what the *next* fit does; ``predict``, ``predict_proba``,
+``transform`` and ``save`` keep following the last fit, and the saved file loads and
+predicts exactly as the object did.
+"""
+
+import numpy as np
+import pytest
+
+from npclust.cluster import DEC, IDEC, IMSAT, KMeans, load
+
+SETTINGS = {
+    "imsat": (IMSAT, dict(hidden_dims=(16,), epochs=2, batch_size=40, n_neighbors=5)),
+    "dec": (DEC, dict(hidden_dims=(16,), latent_dim=2, pretrain_epochs=2, pretrain_batch_size=32,
+                      max_iter=20, update_interval=10, batch_size=48, kmeans_n_init=2)),
+    "idec": (IDEC, dict(hidden_dims=(16,), latent_dim=2, pretrain_epochs=2,
+                        pretrain_batch_size=32, max_iter=20, update_interval=10, batch_size=48,
+                        kmeans_n_init=2)),
+    "kmeans": (KMeans, dict(n_init=2)),
+}
+
+# Changes that alter the model's structure or its prediction formula.
+CHANGES = {
+    "imsat": dict(n_clusters=5, hidden_dims=(9, 7), dtype="float64"),
+    "dec": dict(n_clusters=5, hidden_dims=(9,), latent_dim=3, alpha=7.0, dtype="float64"),
+    "idec": dict(n_clusters=2, hidden_dims=(9,), dtype="float64"),
+    "kmeans": dict(n_clusters=5, dtype="float32"),
+}
+
+
+@pytest.fixture(scope="module")
+def data():
+    rng = np.random.default_rng(3)
+    X = np.concatenate([rng.normal(center, 0.3, (40, 4)) for center in (-2, 0, 2)])
+    return X.astype(np.float32)
+
+
+def make(name):
+    cls, settings = SETTINGS[name]
+    return cls(n_clusters=3, random_state=0, **settings)
+
+
+@pytest.mark.parametrize("name", sorted(SETTINGS))
+def test_set_params_after_fit_changes_the_next_fit_not_the_current_one(data, tmp_path, name):
+    model = make(name).fit(data)
+    expected = {method: getattr(model, method)(data)
+                for method in ("predict", "predict_proba", "transform")}
+    model.set_params(**CHANGES[name])
+    for method, values in expected.items():
+        np.testing.assert_array_equal(getattr(model, method)(data), values, err_msg=method)
+    model.save(tmp_path / "model.npz")
+    loaded = load(tmp_path / "model.npz")
+    for method, values in expected.items():
+        np.testing.assert_array_equal(getattr(loaded, method)(data), values, err_msg=method)
+    assert loaded.n_clusters == 3  # the file describes the fit
+    assert model.n_clusters == CHANGES[name]["n_clusters"]  # the object keeps the new setting
+    refit = model.fit(data)
+    assert refit.predict_proba(data).shape == (len(data), CHANGES[name]["n_clusters"])
+
+
+def test_kmeans_predict_proba_has_one_column_per_fitted_centre(data):
+    model = KMeans(n_clusters=3, n_init=1, random_state=0).fit(data)
+    for n_clusters in (2, 5, 12):
+        model.set_params(n_clusters=n_clusters)
+        proba = model.predict_proba(data)
+        assert proba.shape == (len(data), 3)
+        np.testing.assert_array_equal(proba.argmax(axis=1), model.labels_)
+
+
+# ------------------------------------------------- item 9: k-means at any scale
+@pytest.fixture(scope="module")
+def blobs():
+    from npclust.datasets import make_blobs
+
+    X, _ = make_blobs(n_samples=300, n_features=5, centers=4, cluster_std=0.5, random_state=0)
+    return X
+
+
+@pytest.mark.filterwarnings("error")
+@pytest.mark.parametrize("scale", [1e-38, 1e-30, 1e-20, 1e18, 1e30, 1e37])
+def test_float32_kmeans_at_extreme_scales_finds_the_float64_clusters(blobs, scale):
+    reference = KMeans(n_clusters=4, random_state=0, dtype="float64").fit(blobs)
+    X = (blobs * scale).astype(np.float32)
+    model = KMeans(n_clusters=4, random_state=0, dtype="float32").fit(X)
+    np.testing.assert_array_equal(model.labels_, reference.labels_)
+    np.testing.assert_array_equal(model.predict(X), model.labels_)
+    assert np.isfinite(model.transform(X)).all() and np.isfinite(model.cluster_centers_).all()
+    np.testing.assert_allclose(model.inertia_, reference.inertia_ * scale ** 2, rtol=1e-4)
+    np.testing.assert_allclose(model.cluster_centers_ / scale, reference.cluster_centers_,
+                               rtol=1e-4, atol=1e-4)
+
+
+def test_power_of_two_scaling_changes_no_bit(blobs):
+    # Scaling by 2**k is exact, so k-means at 2**-140 chooses exactly as at scale 1.
+    from npclust.cluster.kmeans import kmeans
+
+    X = blobs.astype(np.float32)
+    tiny = X * np.float32(2.0 ** -100)
+    centers, labels, inertia, n_iter = kmeans(X, 4, n_init=2, random_state=0)
+    tiny_centers, tiny_labels, tiny_inertia, tiny_n_iter = kmeans(tiny, 4, n_init=2, random_state=0)
+    np.testing.assert_array_equal(tiny_labels, labels)
+    np.testing.assert_array_equal(tiny_centers, centers * np.float32(2.0 ** -100))
+    assert tiny_inertia == inertia * 2.0 ** -200 and tiny_n_iter == n_iter
