@@ -209,7 +209,8 @@ def _fit(args):
         where = "standard output" if args.output in (None, STDOUT) else args.output
         raise CommandError(f"{error} (the labels were written to {where})") from None
     sizes = np.bincount(labels, minlength=args.n_clusters)
-    print(f"{X.shape[0]} samples in {np.count_nonzero(sizes)} clusters "
+    used = np.count_nonzero(sizes)
+    print(f"{X.shape[0]} samples in {used} cluster{'' if used == 1 else 's'} "
           f"(sizes {sizes.min()} to {sizes.max()})", file=sys.stderr)
     return 0
 

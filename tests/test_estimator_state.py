@@ -103,3 +103,53 @@ def test_power_of_two_scaling_changes_no_bit(blobs):
     np.testing.assert_array_equal(tiny_labels, labels)
     np.testing.assert_array_equal(tiny_centers, centers * np.float32(2.0 ** -100))
     assert tiny_inertia == inertia * 2.0 ** -200 and tiny_n_iter == n_iter
+
+
+# ------------------------------------------------ item 10: degenerate results
+def test_a_fit_that_uses_one_cluster_warns(data):
+    from npclust.cluster import DegenerateResultWarning
+
+    model = IMSAT(n_clusters=3, hidden_dims=(16,), epochs=2, batch_size=40, n_neighbors=5,
+                  lr=10.0, random_state=0, n_init=1)
+    with pytest.warns(DegenerateResultWarning, match="put all 120 samples in 1 cluster;"):
+        model.fit(data)
+    assert len(set(model.labels_)) == 1
+
+
+def test_a_fit_with_empty_clusters_warns(data, monkeypatch):
+    from npclust.cluster import DegenerateResultWarning, kmeans
+
+    original = kmeans.kmeans
+
+    def two_of_three(X, *args, **kwargs):
+        centers, labels, inertia, n_iter = original(X, *args, **kwargs)
+        return centers, np.minimum(labels, 1), inertia, n_iter
+
+    monkeypatch.setattr(kmeans, "kmeans", two_of_three)
+    with pytest.warns(DegenerateResultWarning, match=r"used only 2 of 3 clusters \(1 empty\)"):
+        KMeans(n_clusters=3, n_init=1, random_state=0).fit(data)
+
+
+@pytest.mark.filterwarnings("error")
+@pytest.mark.parametrize("name", sorted(SETTINGS))
+def test_a_healthy_fit_does_not_warn(data, name):
+    model = make(name)
+    if name == "imsat":
+        model.set_params(epochs=10)  # two epochs leave one blob's cluster empty
+    model.fit(data)
+
+
+def test_the_command_says_1_cluster_and_warns_in_one_line(data, tmp_path, capsys):
+    from npclust.cli import main
+
+    path = tmp_path / "data.npy"
+    np.save(path, data)
+    status = main(["fit", str(path), "--n-clusters", "3", "--quiet", "--set", "hidden_dims=(16,)",
+                   "--set", "epochs=2", "--set", "batch_size=40", "--set", "n_neighbors=5",
+                   "--set", "lr=10.0", "--set", "n_init=1"])
+    err = capsys.readouterr().err.splitlines()
+    assert status == 0
+    assert [line for line in err if "warning" in line] == [
+        "npclust fit: warning: DegenerateResultWarning: IMSAT put all 120 samples in 1 cluster; "
+        "try a smaller learning rate, more training, or fewer clusters"]
+    assert err[-1].startswith("120 samples in 1 cluster (")

@@ -1,8 +1,9 @@
 """Clustering estimators with the scikit-learn interface, and the registry of their names."""
 
+from .base import DegenerateResultWarning
 from .dec import DEC, IDEC
 from .imsat import IMSAT
 from .kmeans import KMeans
 from .persistence import ESTIMATORS, load
 
-__all__ = ["DEC", "IDEC", "IMSAT", "KMeans", "ESTIMATORS", "load"]
+__all__ = ["DEC", "IDEC", "IMSAT", "KMeans", "ESTIMATORS", "load", "DegenerateResultWarning"]

@@ -8,17 +8,42 @@ attributes, then returns ``self``; ``predict``, ``predict_proba``, ``fit_predict
 
 import inspect
 import json
+import warnings
 
 import numpy as np
 
 from ..files.archive import json_value, write_archive
 from ..validation import check_array, check_is_fitted, check_random_state
 
-__all__ = ["ClusteringEstimator", "in_chunks", "evaluate"]
+__all__ = ["ClusteringEstimator", "DegenerateResultWarning", "in_chunks", "evaluate"]
 
 # Rows per chunk in predict/transform: bounds the activations held at once
 # (e.g. 4096 x 1200 float32 = 20 MB per hidden layer) whatever the input size.
 PREDICT_CHUNK_ROWS = 4096
+
+
+class DegenerateResultWarning(UserWarning):
+    """A finished fit left clusters empty: fewer clusters hold samples than were asked for.
+
+    Usually a learning rate that is too large, too few epochs, or data with fewer
+    distinct groups (or points) than ``n_clusters``.
+    """
+
+
+def _warn_if_degenerate(estimator):
+    """Warn when the fit's labels use fewer clusters than ``n_clusters``."""
+    labels = getattr(estimator, "labels_", None)
+    if labels is None or labels.size == 0:
+        return
+    used = int(np.count_nonzero(np.bincount(labels, minlength=estimator.n_clusters)))
+    if used >= estimator.n_clusters:
+        return
+    name, n_samples = type(estimator).__name__, labels.size
+    message = (f"{name} put all {n_samples} samples in 1 cluster" if used == 1 else
+               f"{name} used only {used} of {estimator.n_clusters} clusters "
+               f"({estimator.n_clusters - used} empty)")
+    warnings.warn(message + "; try a smaller learning rate, more training, or fewer clusters",
+                  DegenerateResultWarning, stacklevel=3)
 
 
 class ClusteringEstimator:
@@ -139,6 +164,7 @@ class ClusteringEstimator:
         # (scikit-learn's rule): predict and save use these values.
         self._fitted_params = dict(self.get_params())
         self._fit(X, y, check_random_state(self.random_state))
+        _warn_if_degenerate(self)
         self.n_features_in_ = X.shape[1]
         if feature_names is not None:
             self.feature_names_in_ = feature_names
