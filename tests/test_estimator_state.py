@@ -153,3 +153,45 @@ def test_the_command_says_1_cluster_and_warns_in_one_line(data, tmp_path, capsys
         "npclust fit: warning: DegenerateResultWarning: IMSAT put all 120 samples in 1 cluster; "
         "try a smaller learning rate, more training, or fewer clusters"]
     assert err[-1].startswith("120 samples in 1 cluster (")
+
+
+# ------------------------------------------------- item 11: object arrays
+@pytest.mark.parametrize("entry, error, fragments", [
+    (10 ** 400, ValueError, ["too large for float32", "(401 characters)"]),
+    (-(10 ** 400), ValueError, ["too large for float32"]),
+    ("1.5", TypeError, ["not a number but a string", "'1.5'", "does not parse strings"]),
+    (b"2", TypeError, ["but a string", "b'2'"]),
+    (np.str_("3"), TypeError, ["but a string"]),
+    ("Decimal:1E+400", ValueError, ["too large for float32", "1E+400"]),
+    ("Decimal:NaN", ValueError, ["NaN or infinity"]),
+    (float("inf"), ValueError, ["NaN or infinity"]),
+    (10 ** 39, ValueError, ["too large for float32", "dtype='float64'"]),
+])
+def test_object_arrays_say_what_is_wrong(entry, error, fragments):
+    from decimal import Decimal
+
+    from npclust.validation import check_array
+
+    if isinstance(entry, str) and entry.startswith("Decimal:"):
+        entry = Decimal(entry.split(":", 1)[1])
+    X = np.array([[1.0, 2.0], [3.0, 4.0]], dtype=object)
+    X[1, 0] = entry
+    with pytest.raises(error) as raised:
+        check_array(X)
+    message = str(raised.value)
+    assert "row 1, column 0" in message and len(message) < 300, message
+    for fragment in fragments:
+        assert fragment in message, (fragment, message)
+
+
+def test_object_arrays_of_numbers_still_convert():
+    from decimal import Decimal
+    from fractions import Fraction
+
+    from npclust.validation import check_array
+
+    X = np.array([[1, 2.5], [Fraction(1, 4), Decimal("0.5")], [np.int8(3), True]], dtype=object)
+    np.testing.assert_array_equal(check_array(X, dtype=np.float64),
+                                  [[1, 2.5], [0.25, 0.5], [3, 1]])
+    with pytest.raises(ValueError, match="too large for float64 .*rescale the data\\)?$"):
+        check_array(np.array([[1, 10 ** 400]], dtype=object), dtype=np.float64)
