@@ -176,6 +176,7 @@ def _check_conversion_fits(path, data, dtype):
 
 def _read_csv(path):
     """The CSV's matrix: NumPy's C parser for a well-formed file, else the checked reader."""
+    _check_encoding(path)
     data = _read_well_formed_csv(path)
     return data if data is not None else _read_csv_checked(path)
 
@@ -202,6 +203,38 @@ def _read_well_formed_csv(path):
     return data
 
 
+def _check_encoding(path):
+    """Refuse UTF-16 and UTF-32 text up front, saying so.
+
+    Without a byte-order mark, UTF-16 digits are valid UTF-8 (each followed by a NUL
+    byte), so the reader would complain about cells like ``'1\x00'``; no UTF-8 CSV
+    of numbers holds a NUL byte.
+    """
+    with open(path, "rb") as file:
+        start = file.read(1 << 16)
+    if start.startswith((b"\xff\xfe", b"\xfe\xff")):
+        raise DataFileError(f"{path}: not UTF-8 text (it starts with a UTF-16 byte-order mark); "
+                            "save it as UTF-8")
+    if b"\x00" in start:
+        raise DataFileError(f"{path}: not UTF-8 text (it holds NUL bytes, as UTF-16 or UTF-32 "
+                            "text does); save it as UTF-8")
+
+
+# Separators a CSV exported elsewhere may use instead of commas.
+_OTHER_DELIMITERS = (";", "\t", "|", " ")
+
+
+def _delimiter_hint(cell):
+    """`` (the file looks ';'-separated …)`` if ``cell`` is numbers joined by another separator."""
+    for delimiter in _OTHER_DELIMITERS:
+        parts = [part for part in cell.strip().split(delimiter) if part]
+        if len(parts) > 1 and all(_is_number(part.replace(",", ".")) for part in parts):
+            shown = "tab" if delimiter == "\t" else repr(delimiter)
+            return (f" (the file looks {shown}-separated; npclust reads comma-separated values: "
+                    "convert the file, e.g. pandas.read_csv(path, sep=...).to_csv(...))")
+    return ""
+
+
 def _read_csv_checked(path):
     """Read line by line with the csv module, naming the line and column of any problem."""
     rows, width, first_data_line = [], None, None
@@ -221,7 +254,8 @@ def _read_csv_checked(path):
                     (index, cell) for index, cell in enumerate(cells, start=1) if not _is_number(cell)
                 )
                 raise DataFileError(
-                    f"{path}: line {line_number}, column {column}: {cell!r} is not a number"
+                    f"{path}: line {line_number}, column {column}: {cell[:60]!r} is not a "
+                    f"number{_delimiter_hint(cell)}"
                 ) from None
             if not all(np.isfinite(values)):
                 column = next(index for index, value in enumerate(values, start=1)
