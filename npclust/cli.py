@@ -57,7 +57,7 @@ def _raise_terminated(signum, frame):
 STDOUT = "-"
 
 
-def _check_outputs(outputs):
+def _check_outputs(outputs, inputs=()):
     """Refuse, before a long fit rather than after it, every output that could not be written.
 
     Parameters
@@ -65,8 +65,10 @@ def _check_outputs(outputs):
     outputs : list of (str or None, str)
         Each output path (None when not given, ``-`` for standard output) and the
         option it came from.
+    inputs : list of (str, str)
+        Files the command reads, and what they are: writing over one is refused.
     """
-    seen = {}
+    seen = {os.path.realpath(path): f"{what} {path!r}" for path, what in inputs if path}
     for path, what in outputs:
         if not path or path == STDOUT:
             continue
@@ -178,7 +180,7 @@ def _fit(args):
         raise CommandError(f"--set checkpoint must be a file name, got {checkpoint!r}")
     _check_outputs([(args.output, "--output"), (args.save, "--save"),
                     (checkpoint, "--set checkpoint" if "checkpoint" in settings else "--checkpoint"),
-                    (args.plot, "--plot")])
+                    (args.plot, "--plot")], inputs=[(args.data, "the data file")])
     if args.checkpoint:
         settings["checkpoint"] = args.checkpoint
     X = read_matrix(args.data, dtype=np.float64 if settings.get("dtype") == "float64"
@@ -216,7 +218,8 @@ def _fit(args):
 
 
 def _predict(args):
-    _check_outputs([(args.output, "--output")])
+    _check_outputs([(args.output, "--output")],
+                   inputs=[(args.data, "the data file"), (args.model, "the model file")])
     estimator = load(args.model)
     X = read_matrix(args.data, dtype=estimator._dtype())
     if X.shape[1] != estimator.n_features_in_:
@@ -238,7 +241,7 @@ def _emit_labels(labels, output):
 
 
 def _export_reference(args):
-    _check_outputs([(args.out, "--out")])
+    _check_outputs([(args.out, "--out")], inputs=[(args.model, "the model file")])
     header = export_port_vectors(load(args.model), args.out, args.n_samples, args.seed)
     print(f"{header['class']} reference written to {args.out}: {header['n_samples']} samples, "
           f"loss {header['loss']} = {header['loss_value']:.10g}")

@@ -210,8 +210,7 @@ def test_a_missing_parent_or_a_file_as_parent_is_refused(model, tmp_path):
 
 
 def test_an_api_checkpoint_that_cannot_be_written_fails_before_training(tmp_path, monkeypatch):
-    from npclust.cluster import IMSAT
-    from npclust.cluster import training
+    from npclust.cluster import IMSAT, training
 
     def no_training(*args, **kwargs):
         raise AssertionError("training started")
@@ -459,3 +458,50 @@ def test_a_read_only_directory_fails_the_command_before_training(data, tmp_path,
     status, out, err = run(["fit", data, "--n-clusters", 2, *QUICK_IMSAT, "--save",
                             tmp_path / "model.npz"], capsys)
     assert status == 2 and "is not writable" in err and "epoch" not in err
+
+
+# ------------------------------------------------------- more hostile paths
+@pytest.mark.parametrize("name, error, message", [
+    ("", FileNotFoundError, "the path is empty"),
+    ("out/", IsADirectoryError, "ends with a separator"),
+])
+def test_an_empty_path_or_a_directory_name_is_refused(model, tmp_path, monkeypatch, name, error,
+                                                      message):
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(error, match=message):
+        model.save(name)
+    assert list(tmp_path.iterdir()) == []
+
+
+@pytest.mark.parametrize("option", ["--output", "--save"])
+def test_writing_over_the_data_file_is_refused(data, capsys, option):
+    before = data.read_bytes()
+    status, out, err = run(fit_argv(data, option, data), capsys)
+    assert status == 2 and "same file as the data file" in err
+    assert data.read_bytes() == before
+
+
+def test_predict_over_its_own_model_is_refused(data, model, tmp_path, capsys):
+    path = tmp_path / "model.npz"
+    KMeans(n_clusters=2, n_init=1, random_state=0).fit(np.eye(2)).save(path)
+    status, out, err = run(["predict", path, data, "--output", path], capsys)
+    assert status == 2 and "same file as the model file" in err
+    assert type(load(path)) is KMeans
+
+
+def test_a_checkpoint_must_be_a_regular_file(tmp_path):
+    from npclust.cluster import IMSAT
+
+    fifo = make_fifo(tmp_path / "fifo")
+    with pytest.raises(OSError, match="not a regular file; a checkpoint is read back"):
+        IMSAT(n_clusters=2, checkpoint=fifo).fit(np.random.default_rng(0).normal(size=(30, 3)))
+    assert is_fifo(fifo)
+
+
+@pytest.mark.parametrize("what", ["model", "data"])
+def test_reading_a_fifo_is_refused_without_blocking(tmp_path, what):
+    from npclust.files.matrix import read_matrix
+
+    fifo = make_fifo(tmp_path / f"input.{'npz' if what == 'model' else 'csv'}")
+    with pytest.raises(ValueError, match="not a regular file"):
+        load(fifo) if what == "model" else read_matrix(fifo)

@@ -66,7 +66,10 @@ class TrainingCheckpoint:
     def __init__(self, path, identity):
         if not isinstance(path, (str, Path)):
             raise TypeError(f"checkpoint must be a file path or None, got {type(path).__name__}")
-        check_output_path(path, "checkpoint")
+        if check_output_path(path, "checkpoint") != "file":
+            # It is read back to resume, which a FIFO or a device cannot do.
+            raise OSError(f"checkpoint {str(path)!r} is not a regular file; a checkpoint is "
+                          "read back to resume a fit, so it must be one")
         self.path = Path(path)
         self.identity = identity
 

@@ -84,9 +84,9 @@ def check_output_path(path, what="output"):
     Raises
     ------
     FileNotFoundError
-        The directory that would hold the file does not exist.
+        The path is empty, or the directory that would hold the file does not exist.
     IsADirectoryError
-        ``path`` is a directory.
+        ``path`` is a directory, or ends with a separator.
     PermissionError
         The directory is not writable, or the existing file or device is not.
     OSError
@@ -94,6 +94,12 @@ def check_output_path(path, what="output"):
         symbolic links.
     """
     shown = repr(os.fspath(path))
+    text = os.fspath(path)
+    if not text:
+        raise FileNotFoundError(f"{what}: the path is empty")
+    if text.endswith(("/", os.sep)):
+        raise IsADirectoryError(f"{what} {shown} ends with a separator, so names a directory; "
+                                "give a file name")
     number = _own_descriptor(path)
     if number is not None:
         try:
