@@ -505,3 +505,48 @@ def test_reading_a_fifo_is_refused_without_blocking(tmp_path, what):
     fifo = make_fifo(tmp_path / f"input.{'npz' if what == 'model' else 'csv'}")
     with pytest.raises(ValueError, match="not a regular file"):
         load(fifo) if what == "model" else read_matrix(fifo)
+
+
+_HANG_IN_WRITE_SCRIPT = """
+import sys, time
+from npclust.files import archive
+
+original = archive.np.savez
+calls = []
+
+def savez(file, **arrays):
+    calls.append(1)
+    if len(calls) == 2:  # the second checkpoint: the first one is complete on disk
+        file.write(b"PK half an archive")
+        file.flush()
+        time.sleep(60)  # killed here
+    return original(file, **arrays)
+
+archive.np.savez = savez
+from npclust.cli import main
+sys.exit(main(sys.argv[1:]))
+"""
+
+
+def test_kill_9_mid_write_leaves_a_temporary_that_the_next_run_removes(data, tmp_path):
+    import time
+
+    checkpoint = tmp_path / "fit.ckpt"
+    argv = ["fit", str(data), "--n-clusters", "2", *QUICK_IMSAT, "--quiet",
+            "--checkpoint", str(checkpoint), "--output", str(tmp_path / "labels.csv")]
+    process = subprocess.Popen([sys.executable, "-c", _HANG_IN_WRITE_SCRIPT, *argv], cwd=ROOT,
+                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        deadline = time.monotonic() + 30
+        while not [name for name in os.listdir(tmp_path) if name.endswith(".tmp")]:
+            assert time.monotonic() < deadline and process.poll() is None
+            time.sleep(0.02)
+    finally:
+        process.kill()  # SIGKILL: no handler runs, the temporary file stays
+        process.wait()
+    stale = [name for name in os.listdir(tmp_path) if name.endswith(".tmp")]
+    assert len(stale) == 1 and checkpoint.is_file()
+    result = subprocess.run([sys.executable, "-m", "npclust.cli", *argv], cwd=ROOT,
+                            capture_output=True, text=True, timeout=60)
+    assert result.returncode == 0, result.stderr
+    assert sorted(os.listdir(tmp_path)) == ["data.csv", "fit.ckpt", "labels.csv"]
