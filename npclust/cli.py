@@ -85,6 +85,15 @@ def _check_outputs(outputs, inputs=()):
             seen[real] = f"{what} {path!r}"
 
 
+def _check_plotting():
+    """``--plot`` without matplotlib is known at the start, not after the fit."""
+    try:
+        import matplotlib  # noqa: F401
+    except ImportError:
+        raise CommandError("--plot needs matplotlib; install it with: pip install "
+                           "'npclust[plot]'") from None
+
+
 def _estimator_class(method):
     return {name.lower(): cls for name, cls in ESTIMATORS.items()}[method]
 
@@ -181,6 +190,8 @@ def _fit(args):
     _check_outputs([(args.output, "--output"), (args.save, "--save"),
                     (checkpoint, "--set checkpoint" if "checkpoint" in settings else "--checkpoint"),
                     (args.plot, "--plot")], inputs=[(args.data, "the data file")])
+    if args.plot:
+        _check_plotting()
     if args.checkpoint:
         settings["checkpoint"] = args.checkpoint
     X = read_matrix(args.data, dtype=np.float64 if settings.get("dtype") == "float64"

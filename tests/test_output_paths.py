@@ -538,7 +538,9 @@ def test_kill_9_mid_write_leaves_a_temporary_that_the_next_run_removes(data, tmp
                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
         deadline = time.monotonic() + 30
-        while not [name for name in os.listdir(tmp_path) if name.endswith(".tmp")]:
+        # The first checkpoint renamed into place, the second one hanging half-written.
+        while not (checkpoint.is_file()
+                   and [name for name in os.listdir(tmp_path) if name.endswith(".tmp")]):
             assert time.monotonic() < deadline and process.poll() is None
             time.sleep(0.02)
     finally:
@@ -550,3 +552,10 @@ def test_kill_9_mid_write_leaves_a_temporary_that_the_next_run_removes(data, tmp
                             capture_output=True, text=True, timeout=60)
     assert result.returncode == 0, result.stderr
     assert sorted(os.listdir(tmp_path)) == ["data.csv", "fit.ckpt", "labels.csv"]
+
+
+def test_plot_without_matplotlib_is_refused_before_training(data, tmp_path, capsys, monkeypatch):
+    monkeypatch.setitem(sys.modules, "matplotlib", None)  # import matplotlib now fails
+    status, out, err = run(["fit", data, "--n-clusters", 2, *QUICK_IMSAT, "--plot",
+                            tmp_path / "fit.png"], capsys)
+    assert status == 2 and out == "" and "--plot needs matplotlib" in err and "epoch" not in err
