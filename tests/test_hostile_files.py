@@ -437,3 +437,31 @@ def test_random_header_corruption_gives_only_value_errors(saved, tmp_path, name,
     X = np.zeros((2, model.n_features_in_), dtype=np.float32)
     proba = model.predict_proba(X)
     assert proba.shape == (2, model.n_clusters) and np.isfinite(proba).all()
+
+
+@settings(max_examples=40, deadline=None,
+          suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])
+@given(data_strategy=st.data())
+def test_random_checkpoint_corruption_gives_only_value_errors(data, checkpoint, data_strategy):
+    path, params = checkpoint
+    original = path.read_bytes()
+    header = json.loads(str(members_of(path)["__npclust__"]))
+    leaves = [place for place in _leaves(header)
+              if place and place[0] in ("identity", "progress", "rng")]
+    corrupted = copy.deepcopy(header)
+    for _ in range(data_strategy.draw(st.integers(1, 3))):
+        place = data_strategy.draw(st.sampled_from(leaves))
+        target = corrupted
+        try:
+            for key in place[:-1]:
+                target = target[key]
+            target[place[-1]] = data_strategy.draw(JSON_VALUES)
+        except (KeyError, IndexError, TypeError):
+            continue
+    _edit_checkpoint(path, lambda _: corrupted)
+    try:
+        IMSAT(**params, checkpoint=path).fit(data)
+    except ValueError as error:
+        assert "\n" not in str(error) and len(str(error)) < 2000
+    finally:
+        path.write_bytes(original)
