@@ -465,3 +465,17 @@ def test_random_checkpoint_corruption_gives_only_value_errors(data, checkpoint, 
         assert "\n" not in str(error) and len(str(error)) < 2000
     finally:
         path.write_bytes(original)
+
+
+@pytest.mark.parametrize("shape, dtype, message", [
+    ((1 << 22,), np.float64, "must be 2-D"),
+    ((1 << 10, 1 << 5, 1 << 7), np.float64, "must be 2-D"),
+    ((1 << 12, 1 << 10), np.complex64, "npclust needs real numbers"),
+])
+def test_data_npz_of_the_wrong_shape_or_dtype_is_refused_before_inflating(tmp_path, shape, dtype,
+                                                                         message):
+    path = write_members(tmp_path / "data.npz", {"X": np.zeros(shape, dtype=dtype)},
+                         compression=zipfile.ZIP_DEFLATED)
+    with pytest.raises(DataFileError) as error:
+        bounded(lambda: read_matrix(path), limit_bytes=2 << 20)
+    assert_one_line(error, "data.npz", message)

@@ -157,7 +157,14 @@ def _read_npz(path):
         info = infos[name]
         # Compressed data is the user's own: bounded by the memory, not by a ratio.
         check_member_sizes([info], where, max_inflated=None)
-        read_npy_header(archive, info, name, where)
+        shape, dtype, _ = read_npy_header(archive, info, name, where)
+        # Refused from the header, before gigabytes are inflated for nothing.
+        if len(shape) != 2:
+            raise DataFileError(f"{path}: array {name!r} must be 2-D of shape (n_samples, "
+                                f"n_features), its header declares shape {shape}")
+        if dtype.kind not in "biuf":
+            raise DataFileError(f"{path}: array {name!r} has dtype {dtype}; npclust needs real "
+                                "numbers")
         return read_npy_member(archive, info, name, where)
 
 
