@@ -9,11 +9,14 @@ told apart by the header's ``kind``:
   :mod:`npclust.files.checkpoint`, :mod:`npclust.cluster.port_vectors`);
 * any number of named ``.npy`` members of numbers.
 
-Writing is atomic (:func:`atomic_write`). Reading (:func:`read_archive`) treats the
+Writing follows :mod:`npclust.files.output` (:func:`atomic_write`: atomic for regular
+files, in place for FIFOs and devices). Reading (:func:`read_archive`) treats the
 file as untrusted: it never unpickles; it checks the zip magic, that every member is
-an ``.npy`` array, the header's size and nesting before parsing it, and each member's
-declared shape and dtype against the bytes the member really holds *before* any
-array is allocated; every failure is one :class:`ArchiveError` naming the file.
+an ``.npy`` array, the declared sizes against the memory and inflation limits, the
+header's size and nesting before parsing it, and each member's declared shape and
+dtype against the bytes the member really holds *before* any array is allocated; a
+caller's ``check`` sees the header and every shape before the arrays are read. Every
+failure is one :class:`ArchiveError` naming the file.
 
 Version history: version 1 (npclust 0.1) had three formats. Its model files
 (``__npclust__`` with ``format_version: 1``) still load: their layout is version 2's
