@@ -7,10 +7,12 @@ stderr, never a traceback.
 
 import argparse
 import ast
+import os
+import signal
 import sys
+import threading
 import time
 import warnings
-from pathlib import Path
 
 import numpy as np
 
@@ -19,6 +21,7 @@ from .cluster.port_vectors import export_port_vectors
 from .datasets import load_digits
 from .demo import compare_output_layers, softmax_confidence_cap
 from .files.matrix import DataFileError, read_matrix, write_labels
+from .files.output import check_output_path
 from .gradcheck.suite import format_gradcheck_table, run_gradcheck_suite
 from .metrics import adjusted_rand_score, clustering_accuracy, normalized_mutual_info_score
 from .plotting import plot_fit, plot_scan
@@ -39,15 +42,66 @@ class _ArgumentParser(argparse.ArgumentParser):
         self.exit(2, f"{self.prog}: error: {message} (see '{self.prog} --help')\n")
 
 
-def _check_writable_directory(path, what):
-    """Fail before a long fit, not after it, when an output's directory does not exist."""
-    directory = Path(path).parent
-    if not directory.is_dir():
-        raise CommandError(f"{what} {path!r}: directory {str(directory)!r} does not exist")
+class _Terminated(BaseException):
+    """SIGTERM, raised where the process is, so that files being written are cleaned up.
+
+    A ``BaseException`` like ``KeyboardInterrupt``: no ``except Exception`` on the way
+    swallows it, and ``atomic_write`` removes its temporary file on the way out.
+    """
+
+
+def _raise_terminated(signum, frame):
+    raise _Terminated
+
+
+STDOUT = "-"
+
+
+def _check_outputs(outputs, inputs=()):
+    """Refuse, before a long fit rather than after it, every output that could not be written.
+
+    Parameters
+    ----------
+    outputs : list of (str or None, str)
+        Each output path (None when not given, ``-`` for standard output) and the
+        option it came from.
+    inputs : list of (str, str)
+        Files the command reads, and what they are: writing over one is refused.
+    """
+    seen = {os.path.realpath(path): f"{what} {path!r}" for path, what in inputs if path}
+    for path, what in outputs:
+        if not path or path == STDOUT:
+            continue
+        try:
+            how = check_output_path(path, what)
+        except OSError as error:
+            raise CommandError(str(error)) from None
+        if how == "file":
+            # Two outputs in one file: the second would silently replace the first.
+            real = os.path.realpath(path)
+            if real in seen:
+                raise CommandError(f"{what} {path!r} is the same file as {seen[real]}; give "
+                                   "each output its own file")
+            seen[real] = f"{what} {path!r}"
+
+
+def _check_plotting():
+    """``--plot`` without matplotlib is known at the start, not after the fit."""
+    try:
+        import matplotlib  # noqa: F401
+    except ImportError:
+        raise CommandError("--plot needs matplotlib; install it with: pip install "
+                           "'npclust[plot]'") from None
 
 
 def _estimator_class(method):
     return {name.lower(): cls for name, cls in ESTIMATORS.items()}[method]
+
+
+# Parameters that have their own option: setting them through --set as well is a
+# conflict, refused rather than resolved silently one way or the other.
+_OWN_OPTIONS = {"n_clusters": "--n-clusters", "checkpoint": "--checkpoint",
+                "random_state": "--seed", "verbose": "--quiet"}
 
 
 def _parse_settings(pairs):
@@ -55,13 +109,27 @@ def _parse_settings(pairs):
     settings = {}
     for pair in pairs:
         name, separator, text = pair.partition("=")
+        name = name.strip()
         if not separator or not name:
             raise CommandError(f"--set expects NAME=VALUE, got {pair!r}")
+        if name in settings:
+            raise CommandError(f"--set {name} is given twice")
         try:
             settings[name] = ast.literal_eval(text)
-        except (ValueError, SyntaxError):
+        except (ValueError, SyntaxError, MemoryError, RecursionError):
             settings[name] = text  # a bare word such as float64
     return settings
+
+
+def _check_own_options(settings, args):
+    """Refuse ``--set NAME=...`` for a parameter that has its own option and was given there."""
+    for name, option in _OWN_OPTIONS.items():
+        if name not in settings:
+            continue
+        # --n-clusters is required and --seed has a default: both always have a value.
+        given = {"checkpoint": args.checkpoint, "verbose": args.quiet or None}.get(name, True)
+        if given is not None:
+            raise CommandError(f"--set {name}=... conflicts with {option}; use {option} alone")
 
 
 def _make_estimator(method, n_clusters, seed, verbose, settings):
@@ -115,10 +183,15 @@ def _demo(args):
 
 def _fit(args):
     settings = _parse_settings(args.set)
-    for path, what in ((args.output, "--output"), (args.save, "--save"),
-                       (args.checkpoint, "--checkpoint")):
-        if path:
-            _check_writable_directory(path, what)
+    _check_own_options(settings, args)
+    checkpoint = settings.get("checkpoint", args.checkpoint)
+    if checkpoint is not None and not isinstance(checkpoint, str):
+        raise CommandError(f"--set checkpoint must be a file name, got {checkpoint!r}")
+    _check_outputs([(args.output, "--output"), (args.save, "--save"),
+                    (checkpoint, "--set checkpoint" if "checkpoint" in settings else "--checkpoint"),
+                    (args.plot, "--plot")], inputs=[(args.data, "the data file")])
+    if args.plot:
+        _check_plotting()
     if args.checkpoint:
         settings["checkpoint"] = args.checkpoint
     X = read_matrix(args.data, dtype=np.float64 if settings.get("dtype") == "float64"
@@ -135,24 +208,31 @@ def _fit(args):
             raise CommandError(str(error)) from None
     for message in dict.fromkeys(f"{w.category.__name__}: {w.message}" for w in caught):
         print(f"npclust fit: warning: {message}", file=sys.stderr)
-    if args.plot:
-        plot_fit(estimator, X, args.plot)
-        print(f"plot written to {args.plot}", file=sys.stderr)
-    if args.save:
-        estimator.save(args.save)
-        print(f"model saved to {args.save}", file=sys.stderr)
+    # The labels first: if the model or the plot cannot be written after all (a full
+    # disk, a directory removed during the fit), the result of the fit is not lost.
     _emit_labels(labels, args.output)
+    try:
+        if args.save:
+            estimator.save(args.save)
+            print(f"model saved to {args.save}", file=sys.stderr)
+        if args.plot:
+            plot_fit(estimator, X, args.plot)
+            print(f"plot written to {args.plot}", file=sys.stderr)
+    except OSError as error:
+        where = "standard output" if args.output in (None, STDOUT) else args.output
+        raise CommandError(f"{error} (the labels were written to {where})") from None
     if getattr(estimator, "stop_reason_", ""):
         print(f"training stopped: {estimator.stop_reason_}", file=sys.stderr)
     sizes = np.bincount(labels, minlength=args.n_clusters)
-    print(f"{X.shape[0]} samples in {np.count_nonzero(sizes)} clusters "
+    used = np.count_nonzero(sizes)
+    print(f"{X.shape[0]} samples in {used} cluster{'' if used == 1 else 's'} "
           f"(sizes {sizes.min()} to {sizes.max()})", file=sys.stderr)
     return 0
 
 
 def _predict(args):
-    if args.output:
-        _check_writable_directory(args.output, "--output")
+    _check_outputs([(args.output, "--output")],
+                   inputs=[(args.data, "the data file"), (args.model, "the model file")])
     estimator = load(args.model)
     X = read_matrix(args.data, dtype=estimator._dtype())
     if X.shape[1] != estimator.n_features_in_:
@@ -165,14 +245,16 @@ def _predict(args):
 
 
 def _emit_labels(labels, output):
-    if output:
-        write_labels(output, labels)
+    if output and output != STDOUT:
+        write_labels(output, labels, what="--output")
         print(f"labels written to {output}", file=sys.stderr)
     else:
         sys.stdout.write("label\n" + "".join(f"{label}\n" for label in labels))
+        sys.stdout.flush()
 
 
 def _export_reference(args):
+    _check_outputs([(args.out, "--out")], inputs=[(args.model, "the model file")])
     header = export_port_vectors(load(args.model), args.out, args.n_samples, args.seed)
     print(f"{header['class']} reference written to {args.out}: {header['n_samples']} samples, "
           f"loss {header['loss']} = {header['loss_value']:.10g}")
@@ -240,7 +322,7 @@ def _parser():
     fit.add_argument("--seed", type=int, default=0)
     fit.add_argument("--set", action="append", default=[], metavar="NAME=VALUE",
                      help="estimator parameter, e.g. --set epochs=20 (repeatable)")
-    fit.add_argument("--output", help="write labels here (CSV); default: standard output")
+    fit.add_argument("--output", help="write labels here (CSV); '-' or default: standard output")
     fit.add_argument("--save", help="save the fitted model here (.npz)")
     fit.add_argument("--checkpoint", metavar="PATH",
                      help="write the training state here after every epoch; rerunning the "
@@ -253,7 +335,8 @@ def _parser():
     predict = commands.add_parser("predict", help="label a data file with a saved model")
     predict.add_argument("model", help="a model saved by 'npclust fit --save'")
     predict.add_argument("data")
-    predict.add_argument("--output", help="write labels here (CSV); default: standard output")
+    predict.add_argument("--output",
+                         help="write labels here (CSV); '-' or default: standard output")
     predict.set_defaults(run=_predict)
 
     reference = commands.add_parser(
@@ -295,8 +378,20 @@ def main(argv=None):
         args = _parser().parse_args(argv)
     except SystemExit as exit:  # usage error (already printed) or --help
         return exit.code
+    # SIGTERM becomes an exception, so the file being written is cleaned up like on
+    # Ctrl-C. Only here, in the command: a library must not take over signals.
+    previous = None
+    if hasattr(signal, "SIGTERM") and threading.current_thread() is threading.main_thread():
+        previous = signal.signal(signal.SIGTERM, _raise_terminated)
     try:
         return args.run(args)
+    except _Terminated:
+        print(f"npclust {args.command}: terminated", file=sys.stderr)
+        return 143
+    except MemoryError:
+        print(f"npclust {args.command}: error: not enough memory (the data or the settings "
+              "ask for more than this machine has)", file=sys.stderr)
+        return 1
     except (CommandError, DataFileError, FileNotFoundError) as error:
         print(f"npclust {args.command}: error: {error}", file=sys.stderr)
         return 2
@@ -309,6 +404,9 @@ def main(argv=None):
     except KeyboardInterrupt:
         print(f"npclust {args.command}: interrupted", file=sys.stderr)
         return 130
+    finally:
+        if previous is not None:
+            signal.signal(signal.SIGTERM, previous)
 
 
 if __name__ == "__main__":

@@ -174,11 +174,32 @@ def check_array(X, name="X", dtype=np.float32, min_samples=1, n_features=None,
 
 
 def _object_to_numbers(X, name, dtype):
-    """An object array converted by NumPy (as ``float(entry)``), or a ``TypeError``
-    naming the first entry that does not convert."""
+    """An object array converted by NumPy (as ``float(entry)``), or an error naming the
+    first entry that is a string, does not convert, or is too large for any float."""
+    is_text = np.frompyfunc(lambda value: isinstance(value, (str, bytes)), 1, 1)(X).astype(bool)
+    if is_text.any():
+        # String arrays are refused; strings inside an object array are too, rather
+        # than parsed silently (a CSV column read as text stays a mistake to fix).
+        row, column = np.argwhere(is_text)[0]
+        raise TypeError(
+            f"{name} has dtype object and an entry that is not a number but a string (first "
+            f"at row {row}, column {column}: {_short(X[row, column])}); npclust does not parse "
+            "strings as numbers, convert the column first (e.g. pandas.to_numeric)"
+        )
     try:
         with np.errstate(over="ignore"):  # overflow is reported by _check_finite
             return X.astype(dtype)
+    except OverflowError:
+        # A Python int beyond any float (10**400): NumPy cannot even make it inf.
+        for (row, column), value in np.ndenumerate(X):
+            try:
+                float(value)
+            except OverflowError:
+                break
+        raise ValueError(
+            f"{name} has a value too large for {np.dtype(dtype)} (first at row {row}, column "
+            f"{column}: {_short(value)}); rescale the data"
+        ) from None
     except (TypeError, ValueError) as error:
         for (row, column), value in np.ndenumerate(X):
             try:
@@ -187,8 +208,29 @@ def _object_to_numbers(X, name, dtype):
                 break
         raise TypeError(
             f"{name} has dtype object and an entry that is not a number (first at row "
-            f"{row}, column {column}: {value!r}): {error}"
+            f"{row}, column {column}: {_short(value)}): {error}"
         ) from None
+
+
+def _short(value, limit=40):
+    """``value`` as text (quoted if it is a string) cut to ``limit`` characters, so a
+    400-digit int stays readable."""
+    text = repr(value) if isinstance(value, (str, bytes)) else str(value)
+    return text if len(text) <= limit else f"{text[:limit]}... ({len(text)} characters)"
+
+
+def _finite_in_its_own_type(value):
+    """Whether ``value`` is a finite number as it stands, before conversion to a float:
+    ``Decimal('1E+400')`` and ``10**400`` are finite although ``float()`` of them is not."""
+    is_finite = getattr(value, "is_finite", None)  # Decimal
+    if callable(is_finite):
+        return bool(is_finite())
+    if isinstance(value, numbers.Rational):  # Python ints, Fractions
+        return True
+    try:
+        return bool(np.isfinite(float(value)))
+    except (TypeError, ValueError, OverflowError):
+        return False
 
 
 def _check_finite(X, name, original=None):
@@ -202,15 +244,12 @@ def _check_finite(X, name, original=None):
             row, column = start + bad[0], bad[1]
             if original is not None and original is not X:
                 value = original[row, column]
-                try:
-                    overflowed = bool(np.isfinite(float(value)))
-                except (TypeError, ValueError, OverflowError):
-                    overflowed = False
-                if overflowed:
+                if _finite_in_its_own_type(value):
                     raise ValueError(
                         f"{name} has a value too large for {X.dtype} (first at row {row}, "
-                        f"column {column}: {value}; the largest {X.dtype} is "
-                        f"{np.finfo(X.dtype).max:.4g}); rescale the data or use dtype='float64'"
+                        f"column {column}: {_short(value)}; the largest {X.dtype} is "
+                        f"{np.finfo(X.dtype).max:.4g}); rescale the data"
+                        + (" or use dtype='float64'" if X.dtype != np.float64 else "")
                     )
             raise ValueError(
                 f"{name} contains NaN or infinity (first at row {row}, column {column}: "

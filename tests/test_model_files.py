@@ -128,8 +128,9 @@ def test_save_before_fit_raises_not_fitted(name, tmp_path):
 
 
 def test_save_refuses_a_parameter_json_cannot_hold(fitted, tmp_path):
-    model = make("kmeans").fit(np.eye(4))
-    model.verbose = object()  # not validated by fit, cannot be saved
+    # Not validated by fit, cannot be saved. (Set before the fit: a model file holds
+    # the parameters of the last fit, so one set after it is not saved at all.)
+    model = make("kmeans", verbose=object()).fit(np.eye(4))
     with pytest.raises(TypeError, match="verbose"):
         model.save(tmp_path / "model.npz")
     assert list(tmp_path.iterdir()) == []

@@ -8,17 +8,42 @@ attributes, then returns ``self``; ``predict``, ``predict_proba``, ``fit_predict
 
 import inspect
 import json
+import warnings
 
 import numpy as np
 
 from ..files.archive import json_value, write_archive
 from ..validation import check_array, check_is_fitted, check_random_state
 
-__all__ = ["ClusteringEstimator", "in_chunks", "evaluate"]
+__all__ = ["ClusteringEstimator", "DegenerateResultWarning", "in_chunks", "evaluate"]
 
 # Rows per chunk in predict/transform: bounds the activations held at once
 # (e.g. 4096 x 1200 float32 = 20 MB per hidden layer) whatever the input size.
 PREDICT_CHUNK_ROWS = 4096
+
+
+class DegenerateResultWarning(UserWarning):
+    """A finished fit left clusters empty: fewer clusters hold samples than were asked for.
+
+    Usually a learning rate that is too large, too few epochs, or data with fewer
+    distinct groups (or points) than ``n_clusters``.
+    """
+
+
+def _warn_if_degenerate(estimator):
+    """Warn when the fit's labels use fewer clusters than ``n_clusters``."""
+    labels = getattr(estimator, "labels_", None)
+    if labels is None or labels.size == 0:
+        return
+    used = int(np.count_nonzero(np.bincount(labels, minlength=estimator.n_clusters)))
+    if used >= estimator.n_clusters:
+        return
+    name, n_samples = type(estimator).__name__, labels.size
+    message = (f"{name} put all {n_samples} samples in 1 cluster" if used == 1 else
+               f"{name} used only {used} of {estimator.n_clusters} clusters "
+               f"({estimator.n_clusters - used} empty)")
+    warnings.warn(message + "; try a smaller learning rate, more training, or fewer clusters",
+                  DegenerateResultWarning, stacklevel=3)
 
 
 class ClusteringEstimator:
@@ -135,7 +160,11 @@ class ClusteringEstimator:
             if y.shape != (X.shape[0],):
                 raise ValueError(f"y must have shape ({X.shape[0]},), got {y.shape}")
         self._validate_params(X)
+        # What the fitted attributes describe, whatever set_params does afterwards
+        # (scikit-learn's rule): predict and save use these values.
+        self._fitted_params = dict(self.get_params())
         self._fit(X, y, check_random_state(self.random_state))
+        _warn_if_degenerate(self)
         self.n_features_in_ = X.shape[1]
         if feature_names is not None:
             self.feature_names_in_ = feature_names
@@ -178,8 +207,12 @@ class ClusteringEstimator:
         :mod:`npclust.cluster.training`."""
         return {}
 
-    def _dtype(self):
-        requested = getattr(self, "dtype", "float32")
+    def _fitted_param(self, name):
+        """The value parameter ``name`` had in the last fit (its current value if unknown)."""
+        return getattr(self, "_fitted_params", {}).get(name, getattr(self, name))
+
+    def _dtype(self, fitted=False):
+        requested = self._fitted_param("dtype") if fitted else getattr(self, "dtype", "float32")
         try:
             # np.dtype(None) would silently mean float64.
             dtype = None if requested is None else np.dtype(requested)
@@ -200,7 +233,7 @@ class ClusteringEstimator:
                 "X has different feature names than in fit: "
                 f"{list(names)} instead of {list(fitted_names)}"
             )
-        return check_array(X, dtype=self._dtype(), n_features=self.n_features_in_,
+        return check_array(X, dtype=self._dtype(fitted=True), n_features=self.n_features_in_,
                            estimator_name=type(self).__name__)
 
     def _map_chunks(self, function, X):
@@ -290,7 +323,10 @@ class ClusteringEstimator:
         check_is_fitted(self)
         state = {
             "class": type(self).__name__,
-            "params": {name: json_value(value) for name, value in self.get_params().items()},
+            # The parameters of the last fit, not any set since: the file must rebuild
+            # the estimator that predicts as this one does.
+            "params": {name: json_value(value) for name, value in
+                       getattr(self, "_fitted_params", self.get_params()).items()},
             "scalars": {name: json_value(getattr(self, name)) for name in self._fitted_scalars},
             "history": self.history_,
             "feature_names_in": None,
@@ -312,11 +348,111 @@ class ClusteringEstimator:
                     ) from None
         return state
 
+    def _expected_shapes(self, n_features, n_samples):
+        """The shape of every weight and fitted array a fit with these parameters leaves.
+
+        Keys are the names a model file uses (``module/<attribute>/<key>``,
+        ``array/<attribute>``). Computed from the parameters alone, so a file whose
+        header asks for a network larger than the arrays it holds is refused before
+        anything is allocated.
+
+        Parameters
+        ----------
+        n_features : int
+        n_samples : int
+            The length of ``labels_``.
+
+        Returns
+        -------
+        dict of str to tuple of int
+        """
+        raise NotImplementedError
+
+    def _check_state(self, state, shapes):
+        """Check the plain part of a state (parameters, scalars, names) and its arrays' shapes.
+
+        Sets the parameters on ``self``; builds and allocates nothing, so it is safe
+        on an untrusted model file before its arrays are read.
+
+        Parameters
+        ----------
+        state : dict
+            As returned by :meth:`get_state`; ``modules`` and ``arrays`` are not read.
+        shapes : dict of str to tuple of int
+            The shape of each array, under its model-file name.
+
+        Returns
+        -------
+        int
+            ``n_features_in_``.
+
+        Raises
+        ------
+        ValueError
+            Anything that does not describe a fitted estimator of this class.
+        """
+        name = type(self).__name__
+        valid = self._get_param_names()
+        params, scalars = state.get("params", {}), state.get("scalars", {})
+        unknown = sorted(set(params) - set(valid))
+        if unknown:
+            raise ValueError(f"unknown parameter(s) {_shown(unknown)} for {name}; "
+                             f"valid parameters are {valid}")
+        for key, value in params.items():
+            if not _is_plain(value):
+                raise ValueError(f"parameter {key} has an invalid value {_shown(value)}")
+        values = {key: tuple(value) if isinstance(value, list) else value
+                  for key, value in params.items()}
+        if "checkpoint" in valid:
+            # A model file never names a checkpoint: refitting a loaded (possibly
+            # untrusted) model must not write to a path chosen inside the file.
+            values["checkpoint"] = None
+        self.set_params(**values)
+        unknown = sorted(set(scalars) - set(self._fitted_scalars))
+        if unknown:
+            raise ValueError(f"unknown fitted attribute(s) {_shown(unknown)} for {name}")
+        n_features = scalars.get("n_features_in_")
+        if isinstance(n_features, bool) or not isinstance(n_features, int) or n_features < 1:
+            raise ValueError(f"n_features_in_ must be a positive integer, got {_shown(n_features)}")
+        for key, value in scalars.items():
+            if value is not None and (isinstance(value, bool) or not isinstance(value, (int, float))
+                                      or not np.isfinite(value)):
+                raise ValueError(f"fitted attribute {key} must be a finite number, "
+                                 f"got {_shown(value)}")
+        names = state.get("feature_names_in")
+        if names is not None and len(names) != n_features:
+            raise ValueError(f"{len(names)} feature names for {n_features} features")
+        labels = shapes.get("array/labels_")
+        if labels is None or len(labels) != 1:
+            raise ValueError("labels_ is missing or not a 1-D integer array")
+        try:
+            # The parameters pass the checks a fit makes, for the data the labels came from.
+            self._validate_params(_DataShape(max(2, labels[0]), n_features))
+            self._dtype()
+            check_random_state(0 if self.random_state is None else self.random_state)
+        except (TypeError, ValueError) as error:
+            raise ValueError(f"the saved parameters are invalid ({error})") from None
+        expected = self._expected_shapes(n_features, labels[0])
+        missing = sorted(set(expected) - set(shapes))
+        if missing:
+            raise ValueError(f"weights do not fit {name}: missing {_shown(missing)}")
+        unexpected = sorted(set(shapes) - set(expected))
+        if unexpected:
+            raise ValueError(f"unexpected entries for {name}: {_shown(unexpected)}")
+        for key, shape in expected.items():
+            if tuple(shapes[key]) != shape:
+                raise ValueError(f"weights do not fit {name}: {key} has shape "
+                                 f"{_shown(tuple(shapes[key]))}, the saved parameters and "
+                                 f"n_features_in_={n_features} need {shape}")
+        return n_features
+
     def set_state(self, state):
         """Become the fitted estimator ``state`` describes (the inverse of :meth:`get_state`).
 
-        ``state`` may come from an untrusted file: every name and value is checked
-        against what this class expects before it is used.
+        ``state`` may come from an untrusted file: every name, value and shape is
+        checked against what this class expects (:meth:`_check_state`) before any
+        network is built. A ``checkpoint`` parameter is not restored (it is set to
+        None): a state never names a file to write.
 
         Parameters
         ----------
@@ -330,38 +466,22 @@ class ClusteringEstimator:
         Raises
         ------
         ValueError
-            Unknown parameters or attributes, values of the wrong type, weights that
-            do not fit the networks the parameters describe, non-finite numbers.
+            Unknown parameters or attributes, values of the wrong type or range,
+            weights that do not fit the networks the parameters describe, non-finite
+            numbers.
         """
-        params = state.get("params", {})
-        unknown = sorted(set(params) - set(self._get_param_names()))
-        if unknown:
-            raise ValueError(f"unknown parameter(s) {unknown} for {type(self).__name__}; "
-                             f"valid parameters are {self._get_param_names()}")
-        self.set_params(**{name: tuple(value) if isinstance(value, list) else value
-                           for name, value in params.items()})
-        scalars = state.get("scalars", {})
-        unknown = sorted(set(scalars) - set(self._fitted_scalars))
-        if unknown:
-            raise ValueError(f"unknown fitted attribute(s) {unknown} for {type(self).__name__}")
-        n_features = scalars.get("n_features_in_")
-        if isinstance(n_features, bool) or not isinstance(n_features, int) or n_features < 1:
-            raise ValueError(f"n_features_in_ must be a positive integer, got {n_features!r}")
-        for name, value in scalars.items():
-            if value is not None and (isinstance(value, bool) or not isinstance(value, (int, float))):
-                raise ValueError(f"fitted attribute {name} must be a number, got {value!r}")
-        names = state.get("feature_names_in")
-        if names is not None and len(names) != n_features:
-            raise ValueError(f"{len(names)} feature names for {n_features} features")
+        modules, arrays = state.get("modules", {}), state.get("arrays", {})
+        shapes = {f"module/{attribute}/{key}": np.shape(value)
+                  for attribute, weights in modules.items() for key, value in weights.items()}
+        shapes.update({f"array/{attribute}": np.shape(value) for attribute, value in arrays.items()
+                       if value is not None})
+        n_features = self._check_state(state, shapes)
+        scalars, names = state.get("scalars", {}), state.get("feature_names_in")
         try:
             model = self._build_model(n_features, rng=0)
         except (TypeError, ValueError, KeyError, IndexError, AttributeError, OverflowError) as error:
             raise ValueError(f"the saved parameters do not describe a valid {type(self).__name__} "
                              f"({type(error).__name__}: {error})") from None
-        modules = state.get("modules", {})
-        unknown = sorted(set(modules) - set(self._fitted_modules))
-        if unknown:
-            raise ValueError(f"unexpected networks for {type(self).__name__}: {unknown}")
         for attribute in self._fitted_modules:
             weights = modules.get(attribute, {})
             for key, value in weights.items():
@@ -372,10 +492,6 @@ class ClusteringEstimator:
             except (KeyError, ValueError, TypeError) as error:
                 raise ValueError(f"weights do not fit {type(self).__name__}: {error}") from None
             setattr(self, attribute, module)
-        arrays = state.get("arrays", {})
-        unknown = sorted(set(arrays) - set(self._fitted_arrays))
-        if unknown:
-            raise ValueError(f"unexpected arrays for {type(self).__name__}: {unknown}")
         for attribute in self._fitted_arrays:
             value = arrays.get(attribute)
             if value is not None:
@@ -384,23 +500,34 @@ class ClusteringEstimator:
         labels = getattr(self, "labels_", None)
         if labels is None or labels.ndim != 1 or labels.dtype.kind not in "iu":
             raise ValueError("labels_ is missing or not a 1-D integer array")
-        for name, value in scalars.items():
-            setattr(self, name, value)
+        if labels.size and (labels.min() < 0 or labels.max() >= self.n_clusters):
+            raise ValueError(f"labels_ holds cluster indices outside [0, {self.n_clusters})")
+        for key, value in scalars.items():
+            setattr(self, key, value)
         self.history_ = state.get("history", [])
         if names is not None:
             self.feature_names_in_ = np.asarray(names, dtype=object)
+        self._fitted_params = dict(self.get_params())
         return self
 
     def save(self, path):
         """Save the fitted estimator to ``path`` (an npclust archive, no pickle).
 
+        The file records ``checkpoint=None`` whatever the estimator's ``checkpoint``:
+        a model file is meant to be shared, and must not carry a local path that a
+        refit of the loaded model would write to.
+
         Parameters
         ----------
         path : str or os.PathLike
-            Used as given (no ``.npz`` is appended); written atomically. Load it with
-            :func:`npclust.load`.
+            Used as given (no ``.npz`` is appended); written atomically if it is a
+            regular file or new, in place if it is a FIFO or character device, and
+            refused if it is a directory or another special file (see
+            :mod:`npclust.files.output`). Load it with :func:`npclust.load`.
         """
         state = self.get_state()
+        if "checkpoint" in state["params"]:
+            state["params"]["checkpoint"] = None
         arrays = {f"module/{attribute}/{key}": value
                   for attribute, weights in state.pop("modules").items()
                   for key, value in weights.items()}
@@ -409,6 +536,60 @@ class ClusteringEstimator:
         if state["feature_names_in"] is None:
             del state["feature_names_in"]
         write_archive(path, "model", state, arrays)
+
+
+class _DataShape:
+    """Stands in for the training data where parameter checks need only its shape."""
+
+    def __init__(self, n_samples, n_features):
+        self.shape = (n_samples, n_features)
+
+
+def _is_plain(value, depth=0):
+    """JSON data a parameter can hold: numbers, strings, booleans, None, short flat lists."""
+    if value is None or isinstance(value, (bool, int, float, str)):
+        return not isinstance(value, str) or len(value) <= 1000
+    return (isinstance(value, list) and depth == 0 and len(value) <= 1000
+            and all(_is_plain(item, depth + 1) for item in value))
+
+
+def _shown(value, limit=80):
+    """``repr(value)`` cut to ``limit`` characters: values from a file are untrusted."""
+    text = repr(value)
+    return text if len(text) <= limit else text[:limit] + "..."
+
+
+def linear_stack_shapes(prefix, widths, batch_norm=False):
+    """Model-file shapes of a Sequential of Linear layers through ``widths``.
+
+    Each hidden layer is Linear, optional BatchNorm1d, then an activation (one index
+    each), as the estimators build them.
+
+    Parameters
+    ----------
+    prefix : str
+        ``module/<attribute>/``.
+    widths : sequence of int
+        Input width, hidden widths, output width.
+    batch_norm : bool, default=False
+
+    Returns
+    -------
+    dict of str to tuple of int
+    """
+    shapes, index = {}, 0
+    for position, (width_in, width_out) in enumerate(zip(widths[:-1], widths[1:])):
+        shapes[f"{prefix}{index}.weight"] = (width_out, width_in)
+        shapes[f"{prefix}{index}.bias"] = (width_out,)
+        if position == len(widths) - 2:
+            break
+        if batch_norm:
+            index += 1
+            for key in ("weight", "bias", "running_mean", "running_var"):
+                shapes[f"{prefix}{index}.{key}"] = (width_out,)
+            shapes[f"{prefix}{index}.num_batches_tracked"] = ()
+        index += 2
+    return shapes
 
 
 def in_chunks(function, X):

@@ -6,7 +6,7 @@ from .. import nn
 from ..losses import dec_loss, mse, student_t_assignment, target_distribution
 from ..optim import Adam
 from ..validation import check_integer, check_layer_widths, check_positive
-from .base import ClusteringEstimator, evaluate, in_chunks
+from .base import ClusteringEstimator, evaluate, in_chunks, linear_stack_shapes
 from .kmeans import kmeans
 from .training import Stage, batch_boundaries, fit_restarts
 
@@ -212,6 +212,13 @@ class DEC(ClusteringEstimator):
         nn.Sequential(encoder, decoder).flatten_parameters()
         return {"encoder": encoder, "decoder": decoder}
 
+    def _expected_shapes(self, n_features, n_samples):
+        widths = [n_features, *self.hidden_dims, self.latent_dim]
+        return {**linear_stack_shapes("module/encoder_/", widths),
+                **linear_stack_shapes("module/decoder_/", widths[::-1]),
+                "array/labels_": (n_samples,),
+                "array/cluster_centers_": (self.n_clusters, self.latent_dim)}
+
     # ----------------------------------------------------------------- fitting
     def _fit(self, X, y, rng):
         fit_restarts(self, X, y, rng)
@@ -372,7 +379,8 @@ class DEC(ClusteringEstimator):
         return self.encoder_(X_chunk)
 
     def _soft_assignment(self, X_chunk):
-        return student_t_assignment(self._embed(X_chunk), self.cluster_centers_, self.alpha)
+        return student_t_assignment(self._embed(X_chunk), self.cluster_centers_,
+                                    self._fitted_param("alpha"))
 
 
 class IDEC(DEC):

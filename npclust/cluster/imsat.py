@@ -10,7 +10,7 @@ from ..losses import kl_div, mutual_information
 from ..neighbors import kth_neighbor_distance
 from ..optim import Adam
 from ..validation import check_integer, check_layer_widths, check_positive
-from .base import ClusteringEstimator, evaluate, in_chunks
+from .base import ClusteringEstimator, evaluate, in_chunks, linear_stack_shapes
 from .training import Stage, batch_boundaries, fit_restarts, report
 
 __all__ = ["IMSAT"]
@@ -149,6 +149,14 @@ class IMSAT(ClusteringEstimator):
             width = hidden
         layers.append(nn.Linear(width, self.n_clusters, rng=rng, dtype=dtype))
         return {"network": nn.Sequential(*layers).flatten_parameters()}
+
+    def _expected_shapes(self, n_features, n_samples):
+        shapes = linear_stack_shapes("module/network_/",
+                                     [n_features, *self.hidden_dims, self.n_clusters], batch_norm=True)
+        shapes["array/labels_"] = (n_samples,)
+        if self.vat:
+            shapes["array/vat_radius_"] = (n_samples,)
+        return shapes
 
     def _fit_arrays(self, X, saved):
         """Each sample's VAT radius, also kept as ``vat_radius_`` (None without VAT).

@@ -150,6 +150,28 @@ def _check_magnitude(X):
         )
 
 
+# float32 squared distances overflow near 1e19 and underflow near 1e-19 (and their
+# sums sooner); float64's limits lie far beyond. Inside this range of the largest
+# absolute value the data are used as they are.
+_SAFE_RANGE = {np.dtype(np.float32): (2.0 ** -32, 2.0 ** 32),
+               np.dtype(np.float64): (2.0 ** -256, np.inf)}
+
+
+def _power_of_two_scale(*arrays):
+    """A power of two bringing the largest absolute value of ``arrays`` into [1, 2), or 1.0
+    when it already lies in the safe range of their dtype.
+
+    Multiplying by a power of two is exact and every later rounding scales with it, so
+    k-means on the scaled data makes bit for bit the same choices as it would in exact
+    range, and its centres and inertia scale back exactly.
+    """
+    largest = max((max(float(a.max()), -float(a.min())) for a in arrays if a.size), default=0.0)
+    low, high = _SAFE_RANGE.get(arrays[0].dtype, (0.0, np.inf))
+    if largest == 0.0 or low <= largest <= high:
+        return 1.0
+    return 2.0 ** -np.floor(np.log2(largest))
+
+
 def kmeans(X, n_clusters, n_init=10, max_iter=300, tol=1e-4, random_state=None):
     """k-means clustering of the rows of ``X``, best of ``n_init`` seeded runs.
 
@@ -179,6 +201,12 @@ def kmeans(X, n_clusters, n_init=10, max_iter=300, tol=1e-4, random_state=None):
     rng = check_random_state(random_state)
     X = np.asarray(X)
     _check_magnitude(X)
+    # float32 data at scales like 1e30 or 1e-30 would overflow or underflow in the
+    # squared distances (every point at distance inf or 0: one cluster); scaled by a
+    # power of two they are clustered exactly as the same data at a normal scale.
+    scale = _power_of_two_scale(X)
+    if scale != 1.0:
+        X = X * X.dtype.type(scale)
     X_squared_norms = np.einsum("ij,ij->i", X, X)
     scaled_tol = tol * _mean_feature_variance(X)
     best = None
@@ -187,6 +215,9 @@ def kmeans(X, n_clusters, n_init=10, max_iter=300, tol=1e-4, random_state=None):
         run = _lloyd(X, seeds, X_squared_norms, max_iter, scaled_tol)
         if best is None or run[2] < best[2]:
             best = run
+    if scale != 1.0:
+        centers, labels, inertia, n_iter = best
+        best = (centers / centers.dtype.type(scale), labels, inertia / scale ** 2, n_iter)
     return best
 
 
@@ -249,18 +280,33 @@ class KMeans(ClusteringEstimator):
     def _build_model(self, n_features, rng):
         return {}
 
-    def _distances(self, X_chunk):
-        return _squared_distances(X_chunk, self.cluster_centers_,
-                                  np.einsum("ij,ij->i", X_chunk, X_chunk))
+    def _expected_shapes(self, n_features, n_samples):
+        return {"array/labels_": (n_samples,), "array/cluster_centers_": (self.n_clusters, n_features)}
+
+    def _scaled_distances(self, X_chunk):
+        """Squared distances to the centres, of the chunk and centres scaled by a power of
+        two where their dtype would overflow or underflow (see :func:`kmeans`); and the scale."""
+        centers = self.cluster_centers_.astype(X_chunk.dtype, copy=False)
+        scale = _power_of_two_scale(X_chunk, centers)
+        if scale != 1.0:
+            X_chunk, centers = X_chunk * X_chunk.dtype.type(scale), centers * centers.dtype.type(scale)
+        return _squared_distances(X_chunk, centers, np.einsum("ij,ij->i", X_chunk, X_chunk)), scale
 
     def _score_objective(self, X):
-        return float(in_chunks(lambda chunk: self._distances(chunk).min(axis=1), X).sum())
+        def nearest(chunk):
+            distances, scale = self._scaled_distances(chunk)
+            return distances.min(axis=1).astype(np.float64) / scale**2
+
+        return float(in_chunks(nearest, X).sum())
 
     def _embed(self, X_chunk):
-        return np.sqrt(self._distances(X_chunk))
+        distances, scale = self._scaled_distances(X_chunk)
+        distances = np.sqrt(distances)
+        return distances if scale == 1.0 else distances / distances.dtype.type(scale)
 
     def _soft_assignment(self, X_chunk):
-        labels = self._distances(X_chunk).argmin(axis=1)
-        one_hot = np.zeros((X_chunk.shape[0], self.n_clusters), dtype=X_chunk.dtype)
+        labels = self._scaled_distances(X_chunk)[0].argmin(axis=1)
+        # As many columns as fitted centres, whatever n_clusters was set to since.
+        one_hot = np.zeros((X_chunk.shape[0], self.cluster_centers_.shape[0]), dtype=X_chunk.dtype)
         one_hot[np.arange(X_chunk.shape[0]), labels] = 1.0
         return one_hot

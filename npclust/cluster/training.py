@@ -178,10 +178,22 @@ class BatchStream:
         Parameters
         ----------
         state : dict of str to ndarray or int
+
+        Raises
+        ------
+        ValueError
+            ``order`` is not a permutation of the samples or ``position`` is out of
+            range (a corrupted checkpoint would otherwise train on the wrong rows).
         """
         order = np.asarray(state["order"])
+        position = int(state["position"])
+        if order.size and (order.shape != (self.n_samples,) or order.dtype.kind not in "iu"
+                           or not np.array_equal(np.sort(order), np.arange(self.n_samples))):
+            raise ValueError(f"the batch order is not a permutation of {self.n_samples} samples")
+        if not 0 <= position <= self.batches_per_pass:
+            raise ValueError(f"batch position {position} is outside [0, {self.batches_per_pass}]")
         self.order = order if order.size else None
-        self.position = int(state["position"])
+        self.position = position
 
 
 # ------------------------------------------------------------ model states
@@ -323,6 +335,10 @@ def fit_restarts(estimator, X, y, rng):
     position, saved_arrays = _resume_position(saved, estimator.n_init, checkpoint)
     fit_arrays = estimator._fit_arrays(X, _unprefixed("fit", saved_arrays))
     stages = estimator._stages(X.shape[0])
+    if saved and not (position["stage"] < len(stages)
+                      and position["unit"] <= stages[position["stage"]].n_units):
+        raise ValueError(f"checkpoint {str(checkpoint.path)!r} is corrupted (its training "
+                         "position lies beyond the fit)")
     steps_per_restart = sum(stage.n_units * stage.steps_per_unit for stage in stages)
     done_steps = 0 if saved is None else position["restart"] * steps_per_restart + sum(
         stage.n_units * stage.steps_per_unit for stage in stages[:position["stage"]]
@@ -358,7 +374,7 @@ def fit_restarts(estimator, X, y, rng):
         resuming = saved is not None and restart == position["restart"]
         history, first_stage, reason = [], 0, "no training needed"
         if resuming:
-            load_model_state(run.model, _unprefixed("model", saved_arrays))
+            _restore(checkpoint, load_model_state, run.model, _unprefixed("model", saved_arrays))
             rng.bit_generator.state = position["rng_state"]
             history, first_stage = position["history"], position["stage"]
             reason = position.get("stopped", reason)
@@ -372,7 +388,7 @@ def fit_restarts(estimator, X, y, rng):
             unit, stage_done = 0, False
             if resuming and stage_index == first_stage:
                 unit, stage_done = position["unit"], position["stage_done"]
-                _load_stage_state(run, saved_arrays)
+                _restore(checkpoint, _load_stage_state, run, saved_arrays)
             else:
                 run.variables = {}
                 if stage.begin:
@@ -436,6 +452,15 @@ def _resume_position(saved, n_init, checkpoint):
         raise ValueError(f"checkpoint {str(checkpoint.path)!r} is corrupted (its training "
                          "position is malformed)")
     return {**progress, "rng_state": rng_state}, arrays
+
+
+def _restore(checkpoint, load, *args):
+    """``load(*args)``; arrays that do not fit the model are a corrupted checkpoint."""
+    try:
+        load(*args)
+    except (KeyError, TypeError, ValueError, IndexError) as error:
+        raise ValueError(f"checkpoint {str(checkpoint.path)!r} is corrupted (its arrays do not "
+                         f"fit this fit: {str(error)[:200]})") from None
 
 
 def _load_stage_state(run, arrays):

@@ -9,11 +9,14 @@ told apart by the header's ``kind``:
   :mod:`npclust.files.checkpoint`, :mod:`npclust.cluster.port_vectors`);
 * any number of named ``.npy`` members of numbers.
 
-Writing is atomic (:func:`atomic_write`). Reading (:func:`read_archive`) treats the
+Writing follows :mod:`npclust.files.output` (:func:`atomic_write`: atomic for regular
+files, in place for FIFOs and devices). Reading (:func:`read_archive`) treats the
 file as untrusted: it never unpickles; it checks the zip magic, that every member is
-an ``.npy`` array, the header's size and nesting before parsing it, and each member's
-declared shape and dtype against the bytes the member really holds *before* any
-array is allocated; every failure is one :class:`ArchiveError` naming the file.
+an ``.npy`` array, the declared sizes against the memory and inflation limits, the
+header's size and nesting before parsing it, and each member's declared shape and
+dtype against the bytes the member really holds *before* any array is allocated; a
+caller's ``check`` sees the header and every shape before the arrays are read. Every
+failure is one :class:`ArchiveError` naming the file.
 
 Version history: version 1 (npclust 0.1) had three formats. Its model files
 (``__npclust__`` with ``format_version: 1``) still load: their layout is version 2's
@@ -24,14 +27,17 @@ for ports to read, never read by npclust.
 
 import json
 import os
-import threading
+import re
 import zipfile
 from pathlib import Path
 
 import numpy as np
 
+from .output import atomic_write
+
 __all__ = ["FORMAT_VERSION", "KINDS", "ArchiveError", "atomic_write", "json_value",
-           "write_archive", "read_archive", "check_magic"]
+           "write_archive", "read_archive", "check_magic", "check_member_sizes",
+           "read_npy_header", "read_npy_member", "available_memory", "member_byte_limit"]
 
 FORMAT_VERSION = 2
 KINDS = ("model", "checkpoint", "port-reference")
@@ -39,6 +45,16 @@ HEADER_MEMBER = "__npclust__"
 # A model's header holds parameters and the training history: kilobytes. The bound
 # stops a hostile file from making the JSON parser allocate without limit.
 MAX_HEADER_BYTES = 64 << 20
+# Real headers nest four or five levels (params -> hidden_dims, history -> entry); the
+# bound keeps a hostile file from reaching the JSON parser's recursion limit.
+MAX_HEADER_DEPTH = 32
+# The most bytes one file's arrays may declare together, whatever the memory (also
+# bounded by half the available memory, see member_byte_limit).
+MAX_DECLARED_BYTES = 1 << 40
+# The most a compressed member of an npclust archive may inflate to: npclust writes
+# its archives uncompressed, and deflate turns 1 MB into 1 GB of zeros. (Data files,
+# which users compress, are bounded by the available memory alone.)
+MAX_INFLATED_BYTES = 64 << 20
 ZIP_MAGIC = (b"PK\x03\x04", b"PK\x05\x06")
 
 # What a damaged or hostile archive can make the zip and npy readers raise; a damaged
@@ -49,58 +65,6 @@ _READ_ERRORS = (zipfile.BadZipFile, zipfile.LargeZipFile, EOFError, OSError, Val
 
 class ArchiveError(ValueError):
     """A file that is not a readable npclust archive of the expected kind."""
-
-
-def atomic_write(path, write):
-    """Call ``write(file)`` on a temporary file beside ``path``, then rename it into place.
-
-    The temporary file is flushed and ``fsync``-ed before ``os.replace`` renames it
-    over ``path`` (atomic on POSIX and Windows), so a crash or an exception while
-    writing leaves any previous file at ``path`` untouched; the temporary file is
-    removed.
-
-    Parameters
-    ----------
-    path : str or os.PathLike
-    write : callable
-        Receives a binary file object open for writing.
-
-    Raises
-    ------
-    FileNotFoundError
-        The directory of ``path`` does not exist (checked first, so the message
-        names ``path`` rather than the temporary file).
-    """
-    path = Path(path)
-    directory = path.parent
-    if not directory.is_dir():
-        raise FileNotFoundError(f"cannot write {str(path)!r}: directory {str(directory)!r} does not exist")
-    # Unique per process and thread, so concurrent writers never share a temporary file.
-    temporary = path.with_name(f".{path.name}.{os.getpid()}.{threading.get_ident()}.tmp")
-    try:
-        with open(temporary, "wb") as file:
-            write(file)
-            file.flush()
-            os.fsync(file.fileno())
-        os.replace(temporary, path)
-    except BaseException:
-        temporary.unlink(missing_ok=True)
-        raise
-    _fsync_directory(directory)
-
-
-def _fsync_directory(directory):
-    """Make the rename durable (POSIX); a no-op where directories cannot be opened."""
-    try:
-        descriptor = os.open(directory, os.O_RDONLY)
-    except OSError:
-        return
-    try:
-        os.fsync(descriptor)
-    except OSError:
-        pass
-    finally:
-        os.close(descriptor)
 
 
 def json_value(value):
@@ -130,7 +94,7 @@ def json_value(value):
     return value
 
 
-def write_archive(path, kind, header, arrays):
+def write_archive(path, kind, header, arrays, what=None):
     """Write ``header`` and ``arrays`` to ``path`` as an npclust archive, atomically.
 
     Parameters
@@ -142,13 +106,16 @@ def write_archive(path, kind, header, arrays):
         JSON-serialisable; ``kind`` and ``format_version`` are added.
     arrays : dict of str to array_like
         Numeric arrays (or numbers), stored under their names.
+    what : str or None, default=None
+        What the path is for, in error messages; ``"<kind> file"`` by default.
     """
     if kind not in KINDS:
         raise ValueError(f"kind must be one of {KINDS}, got {kind!r}")
     contents = {HEADER_MEMBER: np.array(json.dumps(
         {"kind": kind, "format_version": FORMAT_VERSION, **header}))}
     contents.update({name: np.asarray(value) for name, value in arrays.items()})
-    atomic_write(path, lambda file: np.savez(file, **contents))
+    atomic_write(path, lambda file: np.savez(file, **contents),
+                 what=what or f"{kind.replace('-', ' ')} file")
 
 
 def check_magic(path, magics, what):
@@ -169,14 +136,24 @@ def check_magic(path, magics, what):
         raise ArchiveError(f"{str(path)!r} is not {what}" + (" (empty file)" if not start else ""))
 
 
-def read_archive(path, kind):
+def read_archive(path, kind, check=None):
     """The header and arrays of the npclust archive at ``path``, checked before use.
+
+    Nothing the file declares is allocated before it is checked: the zip directory's
+    sizes and each member's ``.npy`` header are read first (a few hundred bytes per
+    member), bounded (:func:`member_byte_limit`, :data:`MAX_HEADER_BYTES`,
+    :data:`MAX_HEADER_DEPTH`), handed to ``check``, and only then are the arrays read,
+    each at most its declared size.
 
     Parameters
     ----------
     path : str or os.PathLike
     kind : {"model", "checkpoint", "port-reference"}
         The kind the caller expects; any other is refused.
+    check : callable or None, default=None
+        ``check(header, shapes)`` with ``shapes`` a dict of member name to
+        ``(shape, dtype)``, called before any array is read; a ``ValueError`` it
+        raises becomes an :class:`ArchiveError` naming the file.
 
     Returns
     -------
@@ -190,9 +167,10 @@ def read_archive(path, kind):
         No file at ``path``.
     ArchiveError
         Not a regular file, not a zip archive, truncated or corrupted, a member that
-        is not an ``.npy`` array or whose declared size disagrees with its bytes,
-        pickled objects, no header, an oversized or malformed header, another kind,
-        or an unknown format version.
+        is not an ``.npy`` array, whose declared size disagrees with its bytes or
+        exceeds the limits, pickled objects, no header, an oversized, too deeply
+        nested or malformed header, another kind, an unknown format version, or
+        whatever ``check`` refuses.
     """
     path = Path(path)
     where = repr(str(path))
@@ -206,22 +184,113 @@ def read_archive(path, kind):
         with zipfile.ZipFile(path) as archive:
             members = {info.filename[:-len(".npy")]: info for info in archive.infolist()
                        if info.filename.endswith(".npy")}
-            not_arrays = sorted(info.filename for info in archive.infolist()
+            not_arrays = sorted(_quoted(info.filename, 60) for info in archive.infolist()
                                 if not info.filename.endswith(".npy"))
             if not_arrays:
-                raise ArchiveError(f"{where}: archive members that are not arrays: {not_arrays}")
+                raise ArchiveError(f"{where}: archive members that are not arrays: "
+                                   f"{', '.join(not_arrays[:5])}")
             header = _read_header(archive, members, where, kind)
-            arrays = {name: _read_member(archive, info, name, where)
-                      for name, info in members.items() if name not in _HEADER_MEMBERS}
+            entries = {name: info for name, info in members.items() if name not in _HEADER_MEMBERS}
+            check_member_sizes(entries.values(), where)
+            shapes = {name: read_npy_header(archive, info, name, where)[:2]
+                      for name, info in entries.items()}
+            if check is not None:
+                try:
+                    check(header, {name: (shape, dtype) for name, (shape, dtype) in shapes.items()})
+                except ArchiveError:
+                    raise
+                except ValueError as error:
+                    raise ArchiveError(f"{where}: {error}") from None
+            arrays = {name: read_npy_member(archive, info, name, where)
+                      for name, info in entries.items()}
     except ArchiveError:
         raise
     except _READ_ERRORS as error:
-        raise ArchiveError(f"{where} is truncated or corrupted ({type(error).__name__}: {error})") from None
+        raise ArchiveError(f"{where} is truncated or corrupted "
+                           f"({type(error).__name__}: {_quoted(str(error), 120)[1:-1]})") from None
     return header, arrays
 
 
 # Version 1 kept each kind's header under its own name.
 _HEADER_MEMBERS = (HEADER_MEMBER, "__checkpoint__", "__reference__")
+
+
+def available_memory():
+    """Bytes of memory the system could give this process now (``MemAvailable``), or None."""
+    try:
+        with open("/proc/meminfo", encoding="ascii") as meminfo:
+            for line in meminfo:
+                if line.startswith("MemAvailable:"):
+                    return int(line.split()[1]) * 1024
+    except (OSError, ValueError, IndexError):
+        pass
+    try:
+        return os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+    except (AttributeError, ValueError, OSError):
+        return None
+
+
+def member_byte_limit():
+    """The most bytes all the arrays of one file may declare together.
+
+    Half of the memory available now, and at most :data:`MAX_DECLARED_BYTES`: a file
+    larger than that could not be used anyway, and refusing it up front is a clear
+    message instead of a ``MemoryError`` (or the machine swapping) half-way through.
+    """
+    memory = available_memory()
+    return MAX_DECLARED_BYTES if memory is None else min(MAX_DECLARED_BYTES, memory // 2)
+
+
+def check_member_sizes(infos, where, max_inflated="default"):
+    """Refuse zip members whose declared sizes are beyond what can be read.
+
+    Parameters
+    ----------
+    infos : iterable of zipfile.ZipInfo
+    where : str
+        The quoted file name, for the message.
+    max_inflated : int, None or "default", default="default"
+        The most bytes a compressed member may declare (``"default"``:
+        :data:`MAX_INFLATED_BYTES`); None for no bound but the total one.
+
+    Raises
+    ------
+    ArchiveError
+        The members together declare more than :func:`member_byte_limit` bytes, or a
+        compressed member would inflate to more than ``max_inflated`` (npclust
+        writes its archives uncompressed, so a stored member's size is bounded by the
+        file itself, while a compressed one can claim gigabytes from a few kilobytes).
+    """
+    infos = list(infos)
+    if max_inflated == "default":
+        max_inflated = MAX_INFLATED_BYTES
+    total = sum(info.file_size for info in infos)
+    limit = member_byte_limit()
+    if total > limit:
+        raise ArchiveError(f"{where} declares {total} bytes of arrays, more than the {limit} "
+                           "bytes npclust reads from one file (half the available memory)")
+    for info in infos:
+        if (max_inflated is not None and info.compress_type != zipfile.ZIP_STORED
+                and info.file_size > max_inflated):
+            raise ArchiveError(
+                f"{where}: compressed entry {_quoted(info.filename, 60)} would inflate to "
+                f"{info.file_size} bytes (from {info.compress_size}), more than the "
+                f"{max_inflated} npclust inflates in its own files")
+
+
+def _header_depth(text):
+    """The deepest nesting of JSON arrays and objects in ``text``, found without parsing it.
+
+    Strings are blanked first (they may hold brackets), then the brackets' running
+    depth is a cumulative sum: linear time, no recursion, whatever the input.
+    """
+    # The unrolled form of a JSON string: no backtracking stack per character.
+    brackets = re.sub(r'"[^"\\]*(?:\\.[^"\\]*)*"', "", text)
+    codes = np.frombuffer(re.sub(r"[^\[\]{}]", "", brackets).encode("ascii"), dtype=np.uint8)
+    if codes.size == 0:
+        return 0
+    steps = np.where((codes == ord("[")) | (codes == ord("{")), 1, -1)
+    return int(np.cumsum(steps).max())
 
 
 def _read_header(archive, members, where, kind):
@@ -238,11 +307,16 @@ def _read_header(archive, members, where, kind):
     if info.file_size > MAX_HEADER_BYTES:
         raise ArchiveError(f"{where} has a header of {info.file_size} bytes, more than the "
                            f"{MAX_HEADER_BYTES} an npclust file can have")
-    raw = _read_member(archive, info, HEADER_MEMBER, where)
+    raw = read_npy_member(archive, info, HEADER_MEMBER, where)
     if raw.ndim != 0 or raw.dtype.kind != "U":
         raise ArchiveError(f"{where} has a corrupted header (not a string)")
+    text = str(raw)
+    depth = _header_depth(text)
+    if depth > MAX_HEADER_DEPTH:
+        raise ArchiveError(f"{where} has a corrupted header (nested {depth} deep, more than "
+                           f"the {MAX_HEADER_DEPTH} an npclust header can be)")
     try:
-        header = json.loads(str(raw))
+        header = json.loads(text)
     except (ValueError, RecursionError) as error:
         raise ArchiveError(f"{where} has a corrupted header ({type(error).__name__})") from None
     if not isinstance(header, dict):
@@ -256,28 +330,73 @@ def _read_header(archive, members, where, kind):
         raise ArchiveError(f"{where} is not an npclust {label} file "
                            f"(it holds kind {_quoted(found_kind)})")
     if version not in (FORMAT_VERSION, 1) or (version == 1 and kind != "model"):
-        raise ArchiveError(f"{where} has {label} format version {version}; this npclust "
+        raise ArchiveError(f"{where} has {label} format version {_quoted(version)}; this npclust "
                            f"(format {FORMAT_VERSION}) cannot read it")
     return header
 
 
-def _read_member(archive, info, name, where):
-    """One ``.npy`` member, its declared shape checked against its size before reading."""
+def read_npy_header(archive, info, name, where):
+    """``(shape, dtype, fortran_order)`` of one ``.npy`` zip member, checked, its data unread.
+
+    Parameters
+    ----------
+    archive : zipfile.ZipFile
+    info : zipfile.ZipInfo
+    name : str
+        The member's name, for messages.
+    where : str
+        The quoted file name, for messages.
+
+    Raises
+    ------
+    ArchiveError
+        Pickled objects, or a declared size other than the bytes the member holds.
+    """
     with archive.open(info) as file:
-        version = np.lib.format.read_magic(file)
-        if version == (1, 0):
-            shape, fortran_order, dtype = np.lib.format.read_array_header_1_0(file)
-        else:
-            shape, fortran_order, dtype = np.lib.format.read_array_header_2_0(file)
-        if dtype.hasobject:
-            raise ArchiveError(f"{where}: entry {name!r} holds pickled Python objects, "
-                               "which npclust never loads")
-        declared = int(np.prod(shape, dtype=object)) * dtype.itemsize
-        available = info.file_size - file.tell()
-        if declared != available:
-            raise ArchiveError(f"{where}: entry {name!r} declares shape {shape} of {dtype} "
-                               f"({declared} bytes) but holds {available} bytes")
-        data = file.read(declared)
+        return _npy_header(file, info, name, where)
+
+
+def _npy_header(file, info, name, where):
+    version = np.lib.format.read_magic(file)
+    if version == (1, 0):
+        shape, fortran_order, dtype = np.lib.format.read_array_header_1_0(file)
+    else:
+        shape, fortran_order, dtype = np.lib.format.read_array_header_2_0(file)
+    if dtype.hasobject:
+        raise ArchiveError(f"{where}: entry {_quoted(name, 60)} holds pickled Python objects, "
+                           "which npclust never loads")
+    declared = int(np.prod(shape, dtype=object)) * dtype.itemsize
+    available = info.file_size - file.tell()
+    if declared != available:
+        raise ArchiveError(f"{where}: entry {_quoted(name, 60)} declares shape "
+                           f"{_quoted(shape, 60)} of {dtype} ({declared} bytes) but holds "
+                           f"{available} bytes")
+    return shape, dtype, fortran_order
+
+
+def read_npy_member(archive, info, name, where):
+    """One ``.npy`` zip member as an array, its declared shape checked before reading.
+
+    The zip directory's size bounds what is inflated (zipfile stops there and then
+    checks the CRC), and the ``.npy`` header must declare exactly that many bytes, so
+    no member allocates more than its entry in the directory says.
+
+    Parameters
+    ----------
+    archive : zipfile.ZipFile
+    info : zipfile.ZipInfo
+    name : str
+        The member's name, for messages.
+    where : str
+        The quoted file name, for messages.
+
+    Returns
+    -------
+    ndarray
+    """
+    with archive.open(info) as file:
+        shape, dtype, fortran_order = _npy_header(file, info, name, where)
+        data = file.read(info.file_size - file.tell())
     array = np.frombuffer(data, dtype=dtype).copy()
     return array.reshape(shape, order="F" if fortran_order else "C")
 
