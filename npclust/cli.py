@@ -13,14 +13,16 @@ import sys
 import threading
 import time
 import warnings
+from pathlib import Path
 
 import numpy as np
 
+from . import __version__
 from .cluster import ESTIMATORS, load, scan_n_clusters
 from .cluster.port_vectors import export_port_vectors
 from .datasets import load_digits
 from .demo import compare_output_layers, softmax_confidence_cap
-from .files.matrix import DataFileError, read_matrix, write_labels
+from .files.matrix import DataFileError, read_matrix, write_labels, write_probabilities
 from .files.output import check_output_path
 from .gradcheck.suite import format_gradcheck_table, run_gradcheck_suite
 from .metrics import adjusted_rand_score, clustering_accuracy, normalized_mutual_info_score
@@ -187,7 +189,7 @@ def _fit(args):
     checkpoint = settings.get("checkpoint", args.checkpoint)
     if checkpoint is not None and not isinstance(checkpoint, str):
         raise CommandError(f"--set checkpoint must be a file name, got {checkpoint!r}")
-    _check_outputs([(args.output, "--output"), (args.save, "--save"),
+    _check_outputs([(args.output, "--output"), (args.proba, "--proba"), (args.save, "--save"),
                     (checkpoint, "--set checkpoint" if "checkpoint" in settings else "--checkpoint"),
                     (args.plot, "--plot")], inputs=[(args.data, "the data file")])
     if args.plot:
@@ -212,6 +214,9 @@ def _fit(args):
     # disk, a directory removed during the fit), the result of the fit is not lost.
     _emit_labels(labels, args.output)
     try:
+        if args.proba:
+            write_probabilities(args.proba, estimator.predict_proba(X), what="--proba")
+            print(f"soft assignments written to {args.proba}", file=sys.stderr)
         if args.save:
             estimator.save(args.save)
             print(f"model saved to {args.save}", file=sys.stderr)
@@ -223,6 +228,11 @@ def _fit(args):
         raise CommandError(f"{error} (the labels were written to {where})") from None
     if getattr(estimator, "stop_reason_", ""):
         print(f"training stopped: {estimator.stop_reason_}", file=sys.stderr)
+    if checkpoint is not None and Path(checkpoint).is_file():
+        # The fit is complete and its results written: the checkpoint only costs disk
+        # space now, and a rerun would start from the finished state, not afresh.
+        Path(checkpoint).unlink()
+        print(f"checkpoint {checkpoint} removed: the fit is complete", file=sys.stderr)
     sizes = np.bincount(labels, minlength=args.n_clusters)
     used = np.count_nonzero(sizes)
     print(f"{X.shape[0]} samples in {used} cluster{'' if used == 1 else 's'} "
@@ -231,7 +241,7 @@ def _fit(args):
 
 
 def _predict(args):
-    _check_outputs([(args.output, "--output")],
+    _check_outputs([(args.output, "--output"), (args.proba, "--proba")],
                    inputs=[(args.data, "the data file"), (args.model, "the model file")])
     estimator = load(args.model)
     X = read_matrix(args.data, dtype=estimator._dtype())
@@ -241,6 +251,9 @@ def _predict(args):
             f"fitted with {estimator.n_features_in_} features"
         )
     _emit_labels(estimator.predict(X), args.output)
+    if args.proba:
+        write_probabilities(args.proba, estimator.predict_proba(X), what="--proba")
+        print(f"soft assignments written to {args.proba}", file=sys.stderr)
     return 0
 
 
@@ -302,72 +315,104 @@ def _gradcheck(args):
 
 
 # ----------------------------------------------------------------------- parser
+class _HelpFormatter(argparse.ArgumentDefaultsHelpFormatter):
+    """Shows an option's default, except where there is none to show (None, False, [])."""
+
+    def _get_help_string(self, action):
+        if action.default is None or action.default is False or action.default == [] or \
+                action.default is argparse.SUPPRESS:
+            return action.help
+        return super()._get_help_string(action)
+
+
 def _parser():
     parser = _ArgumentParser(
         prog="npclust", description="Deep clustering in pure NumPy (DEC, IDEC, IMSAT).")
+    parser.add_argument("--version", action="version", version=f"npclust {__version__}")
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
-    demo = commands.add_parser("demo", help="cluster the embedded digits and compare with k-means")
-    demo.add_argument("--method", choices=METHODS[:3], default="imsat")
-    demo.add_argument("--seed", type=int, default=0)
+    def command(name, help):
+        return commands.add_parser(name, help=help, description=help,
+                                   formatter_class=_HelpFormatter)
+
+    def data_argument(sub):
+        sub.add_argument("data", help="samples as rows: .npy, .npz (array 'X') or .csv")
+
+    def method_option(sub, choices, default):
+        sub.add_argument("--method", choices=choices, default=default,
+                         help="the clustering method")
+
+    def seed_option(sub, what="seeds every random choice: a fixed seed repeats the fit"):
+        sub.add_argument("--seed", type=int, default=0, help=what)
+
+    def set_option(sub):
+        sub.add_argument("--set", action="append", default=[], metavar="NAME=VALUE",
+                         help="any estimator parameter, e.g. --set epochs=20 (repeatable)")
+
+    def output_options(sub):
+        sub.add_argument("--output", help="write the labels here (CSV); '-' or none: "
+                                          "standard output")
+        sub.add_argument("--proba", metavar="CSV", help="write the soft assignments here "
+                                                        "(a column per cluster)")
+
+    demo = command("demo", "cluster the embedded digits and compare with k-means")
+    method_option(demo, METHODS[:3], "imsat")
+    seed_option(demo)
     demo.add_argument("--quiet", action="store_true", help="no per-epoch progress lines")
     demo.add_argument("--plot", metavar="PNG", help="save the embedding, training curves and "
                       "confusion matrix here (needs matplotlib)")
     demo.set_defaults(run=_demo)
 
-    fit = commands.add_parser("fit", help="cluster a data file (.npy, .npz or .csv)")
-    fit.add_argument("data", help="samples as rows: .npy, .npz (array 'X') or .csv")
-    fit.add_argument("--n-clusters", type=int, required=True)
-    fit.add_argument("--method", choices=METHODS, default="imsat")
-    fit.add_argument("--seed", type=int, default=0)
-    fit.add_argument("--set", action="append", default=[], metavar="NAME=VALUE",
-                     help="estimator parameter, e.g. --set epochs=20 (repeatable)")
-    fit.add_argument("--output", help="write labels here (CSV); '-' or default: standard output")
-    fit.add_argument("--save", help="save the fitted model here (.npz)")
+    fit = command("fit", "cluster a data file (.npy, .npz or .csv)")
+    data_argument(fit)
+    fit.add_argument("--n-clusters", type=int, required=True, metavar="K",
+                     help="the number of clusters (required; 'npclust scan' suggests one)")
+    method_option(fit, METHODS, "imsat")
+    seed_option(fit)
+    set_option(fit)
+    output_options(fit)
+    fit.add_argument("--save", metavar="NPZ", help="save the fitted model here")
     fit.add_argument("--checkpoint", metavar="PATH",
                      help="write the training state here after every epoch; rerunning the "
-                          "same command resumes an interrupted fit from it")
+                          "same command resumes an interrupted fit from it; removed when the "
+                          "fit completes")
     fit.add_argument("--quiet", action="store_true", help="no per-epoch progress lines")
     fit.add_argument("--plot", metavar="PNG", help="save the embedding and training curves "
                      "here (needs matplotlib)")
     fit.set_defaults(run=_fit)
 
-    predict = commands.add_parser("predict", help="label a data file with a saved model")
+    predict = command("predict", "label a data file with a saved model")
     predict.add_argument("model", help="a model saved by 'npclust fit --save'")
-    predict.add_argument("data")
-    predict.add_argument("--output",
-                         help="write labels here (CSV); '-' or default: standard output")
+    data_argument(predict)
+    output_options(predict)
     predict.set_defaults(run=_predict)
 
-    reference = commands.add_parser(
-        "export-reference",
-        help="write a model's input, outputs, loss and every gradient for checking a port")
-    reference.add_argument("model", help="a model saved by 'npclust fit --save' (IMSAT/DEC/IDEC)")
-    reference.add_argument("--out", required=True, help="reference file to write (.npz)")
-    reference.add_argument("--n-samples", type=int, default=16)
-    reference.add_argument("--seed", type=int, default=0)
-    reference.set_defaults(run=_export_reference)
-
-    scan = commands.add_parser(
-        "scan", help="suggest a number of clusters: silhouette and stability for each k",
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter)
-    scan.add_argument("data", help="samples as rows: .npy, .npz (array 'X') or .csv")
+    scan = command("scan", "suggest a number of clusters: silhouette and stability for each k")
+    data_argument(scan)
     scan.add_argument("--n-clusters", default="2:15", metavar="FIRST:LAST",
                       help="the candidate numbers of clusters")
-    scan.add_argument("--method", choices=METHODS, default="kmeans",
-                      help="the estimator fitted for each k")
-    scan.add_argument("--seed", type=int, default=0, help="seeds the subsamples and the fits")
+    method_option(scan, METHODS, "kmeans")
+    seed_option(scan, "seeds the subsamples and the fits")
     scan.add_argument("--resamples", type=int, default=6,
                       help="subsamples (80%% of the data each) per k for the stability")
-    scan.add_argument("--set", action="append", default=[], metavar="NAME=VALUE",
-                      help="estimator parameter, e.g. --set epochs=5 (repeatable)")
+    set_option(scan)
     scan.add_argument("--plot", metavar="PNG", help="draw both criteria against k here "
                       "(needs matplotlib)")
     scan.set_defaults(run=_scan)
 
-    gradcheck = commands.add_parser(
-        "gradcheck", help="check every backward pass against finite differences")
-    gradcheck.add_argument("--seed", type=int, default=0)
+    reference = command(
+        "export-reference",
+        "write a model's input, outputs, loss and every gradient for checking a port")
+    reference.add_argument("model", help="a model saved by 'npclust fit --save' (IMSAT/DEC/IDEC)")
+    reference.add_argument("--out", required=True, metavar="NPZ",
+                           help="the reference file to write (required)")
+    reference.add_argument("--n-samples", type=int, default=16,
+                           help="rows of the input batch (at least 2)")
+    seed_option(reference, "seeds the input batch")
+    reference.set_defaults(run=_export_reference)
+
+    gradcheck = command("gradcheck", "check every backward pass against finite differences")
+    seed_option(gradcheck, "seeds the random inputs of the checks")
     gradcheck.set_defaults(run=_gradcheck)
     return parser
 

@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 
 from npclust import cli, functional
-from npclust.cluster import IMSAT, load
+from npclust.cluster import IMSAT, load, training
 from npclust.datasets import make_blobs
 from npclust.files.archive import read_archive
 
@@ -63,19 +63,32 @@ def test_fit_writes_labels_to_stdout_without_output(data, capsys):
     assert labels.shape == (X.shape[0],) and set(labels) == {0, 1, 2}
 
 
-def test_fit_checkpoint_is_written_and_resumed_from(data, tmp_path, capsys):
+def test_fit_checkpoint_is_written_and_resumed_from(data, tmp_path, capsys, monkeypatch):
     _, path = data
     checkpoint = tmp_path / "fit.ckpt.npz"
     argv = ["fit", str(path), "--n-clusters", "3", *SMALL_ARGS, "--checkpoint", str(checkpoint)]
-    assert cli.main(argv) == 0
-    first = _labels(capsys.readouterr().out)
+    assert cli.main(argv[:-2]) == 0  # the same fit without a checkpoint
+    uninterrupted = _labels(capsys.readouterr().out)
+    original, records = training.Progress.record, []
+
+    def interrupt_after_three(self, *args):
+        if len(records) == 3:
+            raise KeyboardInterrupt
+        records.append(None)
+        return original(self, *args)
+
+    with monkeypatch.context() as patch:
+        patch.setattr(training.Progress, "record", interrupt_after_three)
+        assert cli.main(argv) == 130
     header, _ = read_archive(checkpoint, "checkpoint")
     assert header["identity"]["class"] == "IMSAT"
     assert header["identity"]["params"]["epochs"] == SMALL["epochs"]
+    capsys.readouterr()
     assert cli.main(argv) == 0
     captured = capsys.readouterr()
-    assert "resuming from" in captured.err
-    np.testing.assert_array_equal(_labels(captured.out), first)
+    assert "resuming from" in captured.err and "restart 2/2" in captured.err
+    np.testing.assert_array_equal(_labels(captured.out), uninterrupted)
+    assert not checkpoint.exists()
 
 
 def test_fit_set_of_an_unknown_parameter_is_a_usage_error(data, capsys):

@@ -6,6 +6,7 @@ column, so the command can print one line instead of a traceback.
 """
 
 import csv
+import io
 import warnings
 import zipfile
 from pathlib import Path
@@ -24,7 +25,7 @@ from .archive import (
     read_npy_member,
 )
 
-__all__ = ["DataFileError", "read_matrix", "write_labels"]
+__all__ = ["DataFileError", "read_matrix", "write_labels", "write_probabilities"]
 
 SUPPORTED_SUFFIXES = (".npy", ".npz", ".csv")
 
@@ -308,3 +309,23 @@ def write_labels(path, labels, what="labels file"):
     """
     text = "label\n" + "".join(f"{int(label)}\n" for label in labels)
     atomic_write(path, lambda file: file.write(text.encode("utf-8")), what=what)
+
+
+def write_probabilities(path, probabilities, what="probabilities file"):
+    """Write soft assignments to ``path`` as CSV: a header ``p0,p1,...``, one row per sample.
+
+    Written by the rules of :mod:`npclust.files.output`, like :func:`write_labels`; the
+    values keep 9 significant digits (float32's precision).
+
+    Parameters
+    ----------
+    path : str or os.PathLike
+    probabilities : ndarray of shape (n_samples, n_clusters)
+    what : str, default="probabilities file"
+        What the path is for, in error messages.
+    """
+    probabilities = np.asarray(probabilities)
+    header = ",".join(f"p{index}" for index in range(probabilities.shape[1]))
+    buffer = io.StringIO()
+    np.savetxt(buffer, probabilities, fmt="%.9g", delimiter=",", header=header, comments="")
+    atomic_write(path, lambda file: file.write(buffer.getvalue().encode("utf-8")), what=what)
