@@ -8,18 +8,9 @@ import pytest
 import npclust
 from npclust import cli
 from npclust.cluster import load
-from npclust.datasets import make_blobs
 
 QUICK = ["--set", "hidden_dims=(8,)", "--set", "epochs=2", "--set", "n_init=2",
          "--set", "n_neighbors=3"]
-
-
-@pytest.fixture
-def data(tmp_path):
-    X, _ = make_blobs(n_samples=48, n_features=3, centers=3, random_state=4)
-    path = tmp_path / "data.npy"
-    np.save(path, X.astype(np.float32))
-    return X.astype(np.float32), path
 
 
 def test_version(capsys):
@@ -49,8 +40,8 @@ def test_every_option_has_help_and_shows_its_default(name, subparser, capsys):
             assert f"(default: {action.default})" in text, (name, action.dest)
 
 
-def test_fit_and_predict_write_soft_assignments(data, tmp_path):
-    X, path = data
+def test_fit_and_predict_write_soft_assignments(blobs_file, tmp_path):
+    X, path = blobs_file
     fit_proba, predict_proba, model = tmp_path / "fit.csv", tmp_path / "predict.csv", tmp_path / "m.npz"
     assert cli.main(["fit", str(path), "--n-clusters", "3", *QUICK, "--quiet", "--output",
                      str(tmp_path / "labels.csv"), "--proba", str(fit_proba), "--save",
@@ -64,16 +55,16 @@ def test_fit_and_predict_write_soft_assignments(data, tmp_path):
         np.testing.assert_allclose(values, expected, rtol=1e-6, atol=1e-9)
 
 
-def test_progress_is_on_by_default_and_the_fit_says_why_it_stopped(data, capsys):
-    _, path = data
+def test_progress_is_on_by_default_and_the_fit_says_why_it_stopped(blobs_file, capsys):
+    _, path = blobs_file
     assert cli.main(["fit", str(path), "--n-clusters", "3", *QUICK, "--output", "-"]) == 0
     err = capsys.readouterr().err
     assert "[restart 1/2 train] epoch 1/2" in err and "remaining" in err
     assert "training stopped: 2 epochs of train done" in err
 
 
-def test_a_completed_fit_removes_its_checkpoint(data, tmp_path, capsys):
-    _, path = data
+def test_a_completed_fit_removes_its_checkpoint(blobs_file, tmp_path, capsys):
+    _, path = blobs_file
     checkpoint = tmp_path / "fit.ckpt.npz"
     assert cli.main(["fit", str(path), "--n-clusters", "3", *QUICK, "--quiet",
                      "--checkpoint", str(checkpoint)]) == 0

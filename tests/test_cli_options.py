@@ -1,24 +1,14 @@
 """Every option of the ``npclust`` command takes effect, and the exit status says what happened."""
 
 import numpy as np
-import pytest
 
 from npclust import cli, functional
 from npclust.cluster import IMSAT, load, training
-from npclust.datasets import make_blobs
 from npclust.files.archive import read_archive
 
 SMALL = {"hidden_dims": (8,), "epochs": 2, "n_init": 2, "n_neighbors": 3, "batch_size": 16}
 SMALL_ARGS = [argument for name, value in SMALL.items()
               for argument in ("--set", f"{name}={value!r}")]
-
-
-@pytest.fixture
-def data(tmp_path):
-    X, _ = make_blobs(n_samples=48, n_features=3, centers=3, random_state=4)
-    path = tmp_path / "data.npy"
-    np.save(path, X.astype(np.float32))
-    return X.astype(np.float32), path
 
 
 def _labels(text):
@@ -42,8 +32,8 @@ def test_gradcheck_exits_1_and_names_the_failure_when_a_backward_pass_is_wrong(m
     assert "FAILED" in out and "softmax" in out.lower()
 
 
-def test_fit_options_set_seed_save_and_output_take_effect(data, tmp_path, capsys):
-    X, path = data
+def test_fit_options_set_seed_save_and_output_take_effect(blobs_file, tmp_path, capsys):
+    X, path = blobs_file
     model_path, labels_path = tmp_path / "model.npz", tmp_path / "labels.csv"
     assert cli.main(["fit", str(path), "--n-clusters", "3", "--seed", "5", *SMALL_ARGS,
                      "--save", str(model_path), "--output", str(labels_path), "--quiet"]) == 0
@@ -56,15 +46,15 @@ def test_fit_options_set_seed_save_and_output_take_effect(data, tmp_path, capsys
     assert capsys.readouterr().out == ""  # labels went to the file, not to stdout
 
 
-def test_fit_writes_labels_to_stdout_without_output(data, capsys):
-    X, path = data
+def test_fit_writes_labels_to_stdout_without_output(blobs_file, capsys):
+    X, path = blobs_file
     assert cli.main(["fit", str(path), "--n-clusters", "3", "--method", "kmeans", "--quiet"]) == 0
     labels = _labels(capsys.readouterr().out)
     assert labels.shape == (X.shape[0],) and set(labels) == {0, 1, 2}
 
 
-def test_fit_checkpoint_is_written_and_resumed_from(data, tmp_path, capsys, monkeypatch):
-    _, path = data
+def test_fit_checkpoint_is_written_and_resumed_from(blobs_file, tmp_path, capsys, monkeypatch):
+    _, path = blobs_file
     checkpoint = tmp_path / "fit.ckpt.npz"
     argv = ["fit", str(path), "--n-clusters", "3", *SMALL_ARGS, "--checkpoint", str(checkpoint)]
     assert cli.main(argv[:-2]) == 0  # the same fit without a checkpoint
@@ -91,7 +81,7 @@ def test_fit_checkpoint_is_written_and_resumed_from(data, tmp_path, capsys, monk
     assert not checkpoint.exists()
 
 
-def test_fit_set_of_an_unknown_parameter_is_a_usage_error(data, capsys):
-    _, path = data
+def test_fit_set_of_an_unknown_parameter_is_a_usage_error(blobs_file, capsys):
+    _, path = blobs_file
     assert cli.main(["fit", str(path), "--n-clusters", "3", "--set", "epoch=2"]) == 2
     assert "epoch" in capsys.readouterr().err
