@@ -34,7 +34,8 @@ import numpy as np
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from _common import describe, environment, synthetic_digits_like, write_json  # noqa: E402
 
-from npclust.cluster import DEC, IDEC, IMSAT, dec, imsat, kmeans  # noqa: E402
+from npclust import lloyd  # noqa: E402
+from npclust.cluster import DEC, IDEC, IMSAT, dec, imsat  # noqa: E402
 
 SCHEDULES = {
     # The estimators' defaults, with fewer epochs, restarts and iterations.
@@ -239,7 +240,7 @@ def _kmeans_centers(codes, n_init, seed):
     try:
         from sklearn.cluster import KMeans as SklearnKMeans
     except ImportError:
-        return kmeans.kmeans(codes, 10, n_init, random_state=seed)[0]
+        return lloyd.kmeans(codes, 10, n_init, random_state=seed)[0]
     return SklearnKMeans(n_clusters=10, n_init=n_init, random_state=seed).fit(codes).cluster_centers_
 
 

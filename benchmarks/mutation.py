@@ -21,8 +21,9 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 MODULES = ["npclust.cluster.training", "npclust.cluster.imsat", "npclust.cluster.dec",
-           "npclust.cluster.kmeans", "npclust.losses", "npclust.optim", "npclust.files.archive",
-           "npclust.files.checkpoint", "npclust.files.matrix", "npclust.cli"]
+           "npclust.cluster.kmeans", "npclust.lloyd", "npclust.losses", "npclust.optim",
+           "npclust.files.archive", "npclust.files.checkpoint", "npclust.files.matrix",
+           "npclust.cli"]
 
 
 def results(copy):

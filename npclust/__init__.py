@@ -17,7 +17,7 @@ __version__ = "0.1.0"
 
 _SUBMODULES = (
     "cli", "cluster", "datasets", "demo", "files", "functional", "gradcheck", "interop",
-    "losses", "metrics", "neighbors", "nn", "optim", "plotting", "validation",
+    "lloyd", "losses", "metrics", "neighbors", "nn", "optim", "plotting", "validation",
 )
 _NAMES = {
     "IMSAT": "cluster", "DEC": "cluster", "IDEC": "cluster", "KMeans": "cluster",

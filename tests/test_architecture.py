@@ -19,7 +19,7 @@ LAYERS = {
     "functional": 1, "validation": 1,
     # 2: networks and their training pieces; metrics; neighbour search; data sets
     "nn": 2, "losses": 2, "optim": 2, "neighbors": 2, "metrics": 2, "gradcheck": 2,
-    "datasets": 2, "interop": 2,
+    "datasets": 2, "interop": 2, "lloyd": 2, "spectral": 2,
     # 3: files
     "files": 3,
     # 4: estimators and their training loop

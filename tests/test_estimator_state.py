@@ -94,7 +94,7 @@ def test_float32_kmeans_at_extreme_scales_finds_the_float64_clusters(blobs, scal
 
 def test_power_of_two_scaling_changes_no_bit(blobs):
     # Scaling by 2**k is exact, so k-means at 2**-140 chooses exactly as at scale 1.
-    from npclust.cluster.kmeans import kmeans
+    from npclust.lloyd import kmeans
 
     X = blobs.astype(np.float32)
     tiny = X * np.float32(2.0 ** -100)

@@ -3,11 +3,11 @@
 import numpy as np
 
 from .. import nn
+from ..lloyd import kmeans
 from ..losses import dec_loss, mse, student_t_assignment, target_distribution
 from ..optim import Adam
 from ..validation import check_integer, check_layer_widths, check_positive
 from .base import ClusteringEstimator, evaluate, in_chunks, linear_stack_shapes
-from .kmeans import kmeans
 from .training import Stage, batch_boundaries, fit_restarts
 
 __all__ = ["DEC", "IDEC"]
