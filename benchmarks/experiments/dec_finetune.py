@@ -5,7 +5,9 @@ the weights ``dec_pretrain.py`` saved (same seed, same architecture), and
 ``_initial_centers`` is either DEC's k-means (``init="kmeans"``, the current
 behaviour) or ``npclust.spectral.spectral_clustering`` of the codes, whose cluster
 means become the centers (``init="spectral"``). Everything else (self-training,
-stopping rule, objective) is the current code with its defaults. The final codes
+stopping rule, objective) is the current code with its defaults. ``init="spectral_input"``
+clusters the input features instead of the codes and takes the code means of those
+clusters as centers. The final codes
 and labels are saved so that restart-selection criteria can be scored afterwards.
 
     OPENBLAS_NUM_THREADS=1 python benchmarks/experiments/dec_finetune.py --pretraining adam
@@ -34,10 +36,17 @@ class _FromSaved:
                                     if key.startswith(name)})
         return []
 
+    def fit(self, X, y=None):
+        self._inputs = X
+        return super().fit(X, y)
+
     def _initial_centers(self, z, rng):
         if self.init == "kmeans":
             return super()._initial_centers(z, rng)
-        labels = spectral_clustering(z.astype(np.float64), self.n_clusters, random_state=rng)
+        # "spectral": of the codes; "spectral_input": of the input features themselves.
+        points = z if self.init == "spectral" else self._inputs
+        labels = spectral_clustering(np.asarray(points, dtype=np.float64), self.n_clusters,
+                                     random_state=rng)
         centers = np.stack([z[labels == j].mean(axis=0) for j in range(self.n_clusters)])
         return nn.Parameter(centers.astype(z.dtype)), labels
 

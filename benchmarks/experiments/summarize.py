@@ -70,6 +70,15 @@ def imsat_section():
                          key=lambda run: run["objective"]) for s in seeds]
             rules["objective picks the radius (per seed, grid " + "/".join(map(str, grid)) + ")"][
                 dataset] = [p["acc"] for p in picks]
+        # Post hoc (threshold seen with the results): the largest radius of the grid
+        # whose run stays confident (mean max-probability >= tau), per seed.
+        for tau in (0.8, 0.85, 0.9):
+            kept = []
+            for s in seeds:
+                confident = [by[(r, s)] for r in radii if (r, s) in by and by[(r, s)]["max_p"] >= tau]
+                if confident:
+                    kept.append(max(confident, key=lambda run: run["eps_scale"])["acc"])
+            rules[f"largest radius with mean max-p >= {tau} (post hoc)"][dataset] = kept
         for radius in radii:
             pool = [by[(radius, s)] for s in seeds if (radius, s) in by]
             if len(pool) >= 3:
@@ -89,7 +98,7 @@ def imsat_section():
         rules["all radii pooled: Spearman(objective, -ACC)"][dataset] = [rho.statistic]
     for rule, per_set in rules.items():
         lines.append(f"| {rule} | " + " | ".join(
-            (cell(per_set[s]) if "Spearman" not in rule else
+            (cell(per_set.get(s, [])) if "Spearman" not in rule else
              (f"{per_set[s][0]:.2f}" if s in per_set else "–")) for s in ALL_SETS) + " |")
     out.append("\n".join(lines) + "\n")
     long_runs = [run for run in read("imsat_radius") if run["epochs"] != 15]
@@ -113,6 +122,14 @@ def pretrain_section():
         out.append("Diverged (non-finite loss): " + ", ".join(
             f"{r['variant']} on {r['dataset']} seed {r['seed']}" for r in diverged) + "\n")
     return "\n".join(out)
+
+
+def raw_section():
+    runs = read("raw_baselines")
+    if not runs:
+        return ""
+    return ("## Baselines on the raw features (no network)\n\n"
+            + table(runs, "variant", "acc", "ACC"))
 
 
 def finetune_section():
@@ -144,7 +161,8 @@ def selection_section():
 
 
 if __name__ == "__main__":
-    for section in (imsat_section, pretrain_section, finetune_section, selection_section):
+    for section in (imsat_section, raw_section, pretrain_section, finetune_section,
+                    selection_section):
         text = section()
         if text:
             print(text)
