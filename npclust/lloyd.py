@@ -16,6 +16,17 @@ def squared_distances(X, centers, X_squared_norms):
 
     The expansion ``|x|^2 - 2 x.c + |c|^2`` loses precision for points very close to
     a center and can dip below zero by rounding; the clip keeps it a distance.
+
+    Parameters
+    ----------
+    X : ndarray of shape (n_samples, n_features)
+    centers : ndarray of shape (n_clusters, n_features)
+    X_squared_norms : ndarray of shape (n_samples,)
+        ``|x_i|^2``, computed once by the caller.
+
+    Returns
+    -------
+    ndarray of shape (n_samples, n_clusters)
     """
     distances = X @ centers.T
     distances *= -2.0
@@ -166,6 +177,15 @@ def power_of_two_scale(*arrays):
     Multiplying by a power of two is exact and every later rounding scales with it, so
     k-means on the scaled data makes bit for bit the same choices as it would in exact
     range, and its centres and inertia scale back exactly.
+
+    Parameters
+    ----------
+    *arrays : ndarray
+        Of one floating dtype; empty arrays are ignored.
+
+    Returns
+    -------
+    float
     """
     largest = max((max(float(a.max()), -float(a.min())) for a in arrays if a.size), default=0.0)
     low, high = _SAFE_RANGE.get(arrays[0].dtype, (0.0, np.inf))

@@ -14,7 +14,8 @@ ROOT = Path(__file__).resolve().parent.parent
 # Every public module; their __all__ is the public API.
 PUBLIC_MODULES = [
     "npclust.functional", "npclust.validation", "npclust.nn", "npclust.losses", "npclust.optim",
-    "npclust.neighbors", "npclust.metrics", "npclust.gradcheck", "npclust.gradcheck.cases",
+    "npclust.neighbors", "npclust.lloyd", "npclust.spectral", "npclust.metrics",
+    "npclust.gradcheck", "npclust.gradcheck.cases",
     "npclust.gradcheck.suite", "npclust.datasets", "npclust.interop", "npclust.files.archive",
     "npclust.files.checkpoint", "npclust.files.matrix", "npclust.cluster",
     "npclust.cluster.training", "npclust.cluster.port_vectors", "npclust.demo",
