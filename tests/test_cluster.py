@@ -213,3 +213,42 @@ def test_predict_in_chunks_matches_whole(fitted, blobs, monkeypatch):
     whole = fitted["imsat"].predict_proba(X)
     monkeypatch.setattr(base, "PREDICT_CHUNK_ROWS", 7)
     np.testing.assert_allclose(fitted["imsat"].predict_proba(X), whole, rtol=1e-6, atol=1e-7)
+
+
+@pytest.mark.parametrize("estimator", [DEC, IDEC])
+def test_spectral_init_starts_each_center_at_the_mean_code_of_its_spectral_cluster(
+        estimator, monkeypatch):
+    from npclust.cluster import dec as dec_module
+    from npclust.cluster.training import Run
+
+    codes, _ = make_blobs(n_samples=90, n_features=2, centers=3, random_state=3)
+    seen = {}
+    original = dec_module.spectral_clustering
+
+    def recording(z, n_clusters, **kwargs):
+        seen["labels"] = original(z, n_clusters, **kwargs)
+        return seen["labels"]
+
+    monkeypatch.setattr(dec_module, "spectral_clustering", recording)
+    monkeypatch.setattr(dec_module, "evaluate", lambda encoder, X: codes)
+    model = estimator(n_clusters=3, hidden_dims=(8,), latent_dim=2, init="spectral",
+                      dtype="float64")
+    run = Run(model._build_model(4, np.random.default_rng(0)), np.zeros((90, 4)), None,
+              np.random.default_rng(0), {})
+    _, labels, _ = model._initial_centers(run)
+    np.testing.assert_array_equal(labels, seen["labels"])
+    assert set(labels) == {0, 1, 2}
+    np.testing.assert_allclose(run.model["centers"].data,
+                               np.stack([codes[labels == j].mean(axis=0) for j in range(3)]))
+
+
+def test_spectral_init_fits_end_to_end():
+    X, _ = make_blobs(n_samples=90, n_features=4, centers=3, random_state=3)
+    model = DEC(n_clusters=3, hidden_dims=(8,), latent_dim=2, pretrain_epochs=2, max_iter=5,
+                update_interval=5, init="spectral", random_state=0).fit(X)
+    assert set(model.labels_) <= {0, 1, 2} and model.get_params()["init"] == "spectral"
+
+
+def test_unknown_init_is_refused_naming_the_options():
+    with pytest.raises(ValueError, match="init.*kmeans.*spectral"):
+        DEC(n_clusters=2, init="random").fit(np.random.default_rng(0).normal(size=(20, 3)))
