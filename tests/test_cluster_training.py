@@ -121,3 +121,42 @@ def test_the_fit_says_why_training_stopped(data):
         converged.stop_reason_ and converged.n_iter_ < 1000
     imsat = IMSAT(n_clusters=3, random_state=0, n_init=2, **FAST[IMSAT]).fit(data)
     assert imsat.stop_reason_ == "2 epochs of train done"
+
+
+@pytest.mark.parametrize("order, position, message", [
+    (np.arange(10.0), 0, "batch order is not a permutation of 10 samples"),  # floats
+    (np.arange(9), 0, "batch order is not a permutation of 10 samples"),  # too short
+    (np.r_[0, np.arange(9)], 0, "batch order is not a permutation of 10 samples"),  # repeats
+    (np.arange(10), 4, r"batch position 4 is outside \[0, 3\]"),
+    (np.arange(10), -1, r"batch position -1 is outside \[0, 3\]"),
+])
+def test_a_corrupted_stream_position_is_refused_naming_what_is_wrong(order, position, message):
+    stream = BatchStream(10, 4, np.random.default_rng(0))
+    with pytest.raises(ValueError, match=message):
+        stream.load_state({"order": order, "position": position})
+
+
+def test_a_checkpoint_whose_stream_is_corrupted_names_the_problem(data, tmp_path, monkeypatch):
+    from npclust.files.archive import read_archive, write_archive
+
+    path = tmp_path / "fit.npz"
+    params = dict(FAST[IMSAT], n_clusters=3, n_init=1, random_state=0, checkpoint=path)
+    original, records = training.Progress.record, []
+
+    def stop_after_one(self, *args):
+        if records:
+            raise KeyboardInterrupt
+        records.append(None)
+        return original(self, *args)
+
+    with monkeypatch.context() as patch:
+        patch.setattr(training.Progress, "record", stop_after_one)
+        with pytest.raises(KeyboardInterrupt):
+            IMSAT(**params).fit(data)
+    header, arrays = read_archive(path, "checkpoint")
+    arrays["batches/order"] = arrays["batches/order"][::-1][:-1]  # one sample lost
+    write_archive(path, "checkpoint", {key: value for key, value in header.items()
+                                       if key not in ("kind", "format_version")}, arrays)
+    with pytest.raises(ValueError, match=r"corrupted \(its arrays do not fit this fit: the "
+                                         r"batch order is not a permutation of 90 samples\)"):
+        IMSAT(**params).fit(data)
