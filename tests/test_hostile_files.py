@@ -14,6 +14,7 @@ import zipfile
 
 import numpy as np
 import pytest
+from raw_archive import header_of, members_of
 from small_estimators import SETTINGS
 
 from npclust.cli import main
@@ -39,13 +40,6 @@ def saved(data, tmp_path_factory):
     return paths
 
 
-def members_of(path):
-    with np.load(path, allow_pickle=False) as archive_file:
-        return {name: archive_file[name] for name in archive_file.files}
-
-
-def header_of(path):
-    return json.loads(str(members_of(path)["__npclust__"]))
 
 
 def write_members(path, members, compression=zipfile.ZIP_STORED):

@@ -13,6 +13,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from raw_archive import header_of, members_of
 
 import npclust
 from npclust.cluster import DEC, IDEC, IMSAT, KMeans, load
@@ -58,14 +59,6 @@ def saved(fitted, tmp_path_factory):
     return paths
 
 
-def _members(path):
-    """The archive's arrays, read the safe way."""
-    with np.load(path, allow_pickle=False) as archive:
-        return {name: archive[name] for name in archive.files}
-
-
-def _header(path):
-    return json.loads(str(_members(path)["__npclust__"]))
 
 
 def _write_archive(path, members):
@@ -76,7 +69,7 @@ def _write_archive(path, members):
 
 def _with_header(source, target, **changes):
     """Copy the model at ``source`` to ``target`` with header entries changed."""
-    members = _members(source)
+    members = members_of(source)
     header = json.loads(str(members["__npclust__"]))
     header.update(changes)
     members["__npclust__"] = np.array(json.dumps(header))
@@ -108,9 +101,9 @@ def test_round_trip_float64_and_top_level_load(data, tmp_path):
 def test_saved_file_is_an_npz_without_pickles(saved):
     path = saved["imsat"]
     # Every member is a plain .npy array: loading with allow_pickle=False reads all.
-    members = _members(path)
+    members = members_of(path)
     assert all(value.dtype.kind != "O" for value in members.values())
-    header = _header(path)
+    header = header_of(path)
     assert header["format_version"] == FORMAT_VERSION and header["class"] == "IMSAT"
     assert "module/network_/0.weight" in members and "array/labels_" in members
 
@@ -197,7 +190,7 @@ class _Marker:
 
 def test_load_refuses_pickled_content_and_executes_nothing(saved, tmp_path):
     marker = tmp_path / "executed"
-    members = _members(saved["kmeans"])
+    members = members_of(saved["kmeans"])
     members["array/labels_"] = np.array([_Marker(str(marker))], dtype=object)
     path = _write_archive(tmp_path / "evil.npz", members)
     with pytest.raises(ValueError, match="pickled"):
@@ -215,7 +208,7 @@ def test_load_refuses_a_plain_pickle_file(tmp_path):
 
 
 def test_load_refuses_a_pickled_header(saved, tmp_path):
-    members = _members(saved["kmeans"])
+    members = members_of(saved["kmeans"])
     members["__npclust__"] = np.array([{"format_version": 1}], dtype=object)
     with pytest.raises(ValueError, match="pickled"):
         load(_write_archive(tmp_path / "model.npz", members))
@@ -251,7 +244,7 @@ def test_load_refuses_corrupted_weights(saved, tmp_path):
     (np.array(["{}", "{}"]), "corrupted header"),
 ])
 def test_load_refuses_a_corrupted_header(saved, tmp_path, header, message):
-    members = _members(saved["kmeans"])
+    members = members_of(saved["kmeans"])
     members["__npclust__"] = header
     with pytest.raises(ValueError, match=message):
         load(_write_archive(tmp_path / "model.npz", members))
@@ -287,7 +280,7 @@ def test_load_refuses_a_class_whose_weights_do_not_match(saved, tmp_path):
 
 
 def test_load_refuses_an_unknown_parameter(saved, tmp_path):
-    header = _header(saved["kmeans"])
+    header = header_of(saved["kmeans"])
     params = {**header["params"], "__class__": "os.system"}
     path = _with_header(saved["kmeans"], tmp_path / "model.npz", params=params)
     with pytest.raises(ValueError, match="unknown parameter.*__class__"):
@@ -296,7 +289,7 @@ def test_load_refuses_an_unknown_parameter(saved, tmp_path):
 
 def test_load_refuses_unknown_fitted_attributes(saved, tmp_path):
     # A scalar named like a method would shadow it on the instance.
-    header = _header(saved["kmeans"])
+    header = header_of(saved["kmeans"])
     scalars = {**header["scalars"], "predict": 1}
     path = _with_header(saved["kmeans"], tmp_path / "model.npz", scalars=scalars)
     with pytest.raises(ValueError, match="unknown fitted attribute.*predict"):
@@ -305,7 +298,7 @@ def test_load_refuses_unknown_fitted_attributes(saved, tmp_path):
 
 @pytest.mark.parametrize("n_features", [0, -1, "4", None, 2.5])
 def test_load_refuses_a_bad_feature_count(saved, tmp_path, n_features):
-    header = _header(saved["kmeans"])
+    header = header_of(saved["kmeans"])
     scalars = {**header["scalars"], "n_features_in_": n_features}
     path = _with_header(saved["kmeans"], tmp_path / "model.npz", scalars=scalars)
     with pytest.raises(ValueError, match="n_features_in_"):
@@ -313,7 +306,7 @@ def test_load_refuses_a_bad_feature_count(saved, tmp_path, n_features):
 
 
 def test_load_refuses_a_feature_count_that_does_not_fit_the_weights(saved, tmp_path):
-    header = _header(saved["imsat"])
+    header = header_of(saved["imsat"])
     scalars = {**header["scalars"], "n_features_in_": 5}
     path = _with_header(saved["imsat"], tmp_path / "model.npz", scalars=scalars)
     with pytest.raises(ValueError, match="weights do not fit IMSAT.*shape"):
@@ -329,7 +322,7 @@ def test_load_refuses_a_feature_count_that_does_not_fit_the_weights(saved, tmp_p
     ("kmeans", "array/labels_"),
 ])
 def test_load_refuses_a_missing_weight(saved, tmp_path, name, key):
-    members = _members(saved[name])
+    members = members_of(saved[name])
     del members[key]
     with pytest.raises(ValueError, match="weights do not fit|do not fit|labels_"):
         load(_write_archive(tmp_path / "model.npz", members))
@@ -338,7 +331,7 @@ def test_load_refuses_a_missing_weight(saved, tmp_path, name, key):
 @pytest.mark.parametrize("key", ["module/network_/9.weight", "module/other_/0.weight",
                                  "array/secret_", "payload"])
 def test_load_refuses_an_extra_weight(saved, tmp_path, key):
-    members = _members(saved["imsat"])
+    members = members_of(saved["imsat"])
     members[key] = np.zeros(3, dtype=np.float32)
     with pytest.raises(ValueError, match="unexpected"):
         load(_write_archive(tmp_path / "model.npz", members))
@@ -358,7 +351,7 @@ def test_load_refuses_a_member_that_is_not_an_array(saved, tmp_path):
     ("kmeans", "array/cluster_centers_", np.inf),
 ])
 def test_load_refuses_non_finite_weights(saved, tmp_path, name, key, value):
-    members = _members(saved[name])
+    members = members_of(saved[name])
     members[key] = members[key].copy()
     members[key].flat[0] = value
     with pytest.raises(ValueError, match="NaN or infinity"):
@@ -367,21 +360,21 @@ def test_load_refuses_non_finite_weights(saved, tmp_path, name, key, value):
 
 @pytest.mark.parametrize("value", [np.array(["a", "b"]), np.ones((3, 4), dtype=complex)])
 def test_load_refuses_non_numeric_weights(saved, tmp_path, value):
-    members = _members(saved["kmeans"])
+    members = members_of(saved["kmeans"])
     members["array/cluster_centers_"] = value
     with pytest.raises(ValueError, match="dtype"):
         load(_write_archive(tmp_path / "model.npz", members))
 
 
 def test_load_refuses_float_labels(saved, tmp_path):
-    members = _members(saved["kmeans"])
+    members = members_of(saved["kmeans"])
     members["array/labels_"] = members["array/labels_"].astype(np.float64)
     with pytest.raises(ValueError, match="labels_"):
         load(_write_archive(tmp_path / "model.npz", members))
 
 
 def test_load_refuses_centers_of_the_wrong_shape(saved, tmp_path):
-    members = _members(saved["kmeans"])
+    members = members_of(saved["kmeans"])
     members["array/cluster_centers_"] = np.zeros((3, 7))
     with pytest.raises(ValueError, match="do not fit KMeans"):
         load(_write_archive(tmp_path / "model.npz", members))
