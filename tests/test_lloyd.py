@@ -1,4 +1,5 @@
-"""k-means internals against plain formulas: blocked assignment, Lloyd fixed points, refills."""
+"""k-means internals against plain formulas: blocked assignment and sums, greedy seeding,
+Lloyd fixed points, carried sums, refills."""
 
 import numpy as np
 import pytest
@@ -23,11 +24,63 @@ def test_blocked_assignment_matches_the_plain_formulas(block_bytes, monkeypatch)
     rng = np.random.default_rng(0)
     X = rng.standard_normal((103, 5))
     centers = rng.standard_normal((4, 5))
-    labels, closest, sums = lloyd._assign(X, centers, np.einsum("ij,ij->i", X, X))
+    labels, closest = lloyd._assign(X, centers, np.einsum("ij,ij->i", X, X))
+    sums = lloyd._cluster_sums(X, labels, 4)
     expected_labels, expected_closest, expected_sums = _plain_assignment(X, centers)
     np.testing.assert_array_equal(labels, expected_labels)
     np.testing.assert_allclose(closest, expected_closest, rtol=1e-10, atol=1e-12)
     np.testing.assert_allclose(sums, expected_sums, rtol=1e-12, atol=1e-12)
+
+
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+def test_carried_sums_follow_the_moved_points(dtype):
+    rng = np.random.default_rng(5)
+    X = rng.standard_normal((50, 3)).astype(dtype)
+    before = rng.integers(0, 4, 50)
+    after = before.copy()
+    moved = np.array([3, 17, 41])
+    after[moved] = (before[moved] + 1 + rng.integers(0, 3, 3)) % 4
+    sums = lloyd._cluster_sums(X, before, 4)
+    lloyd._move_points(sums, X, moved, before[moved], after[moved])
+    assert sums.dtype == np.float64
+    expected = np.zeros((4, 3))
+    np.add.at(expected, after, X.astype(np.float64))
+    np.testing.assert_allclose(sums, expected, rtol=1e-6 if dtype == np.float32 else 1e-12,
+                               atol=1e-6 if dtype == np.float32 else 1e-12)
+
+
+def _greedy_seeding_by_formula(X, n_clusters, rng):
+    """Greedy k-means++ the slow obvious way, drawing the same random numbers."""
+    n_candidates = 2 + int(np.log(n_clusters))
+    centers = [X[rng.integers(len(X))]]
+    closest = cdist(X, np.array(centers), "sqeuclidean").min(axis=1)
+    for _ in range(1, n_clusters):
+        cumulative = np.cumsum(closest)
+        candidates = [int(np.sum(cumulative <= u * cumulative[-1])) for u in rng.random(n_candidates)]
+        potentials = [np.minimum(closest, cdist(X, X[[c]], "sqeuclidean")[:, 0]).sum()
+                      for c in candidates]
+        chosen = candidates[int(np.argmin(potentials))]
+        centers.append(X[chosen])
+        closest = np.minimum(closest, cdist(X, X[[chosen]], "sqeuclidean")[:, 0])
+    return np.array(centers)
+
+
+@pytest.mark.parametrize("n_clusters", [1, 2, 5, 12])
+def test_greedy_seeding_keeps_the_candidate_that_lowers_the_potential_most(n_clusters):
+    X = np.random.default_rng(6).standard_normal((80, 4))
+    seeds = lloyd._kmeans_plus_plus(X, n_clusters, np.einsum("ij,ij->i", X, X),
+                                    np.random.default_rng(7))
+    np.testing.assert_array_equal(seeds, _greedy_seeding_by_formula(X, n_clusters,
+                                                                     np.random.default_rng(7)))
+
+
+def test_seeding_never_picks_a_point_that_is_already_a_center():
+    # Eight distinct points, each repeated: every draw must land on a new one.
+    X = np.repeat(np.random.default_rng(8).standard_normal((8, 2)), 5, axis=0)
+    for seed in range(20):
+        seeds = lloyd._kmeans_plus_plus(X, 8, np.einsum("ij,ij->i", X, X),
+                                        np.random.default_rng(seed))
+        assert len(np.unique(seeds, axis=0)) == 8
 
 
 def test_converged_centers_are_the_means_of_their_points():
@@ -78,3 +131,33 @@ def test_mean_feature_variance_matches_numpy(shape, monkeypatch):
     X = np.random.default_rng(4).standard_normal(shape) * 3 + 100
     np.testing.assert_allclose(lloyd._mean_feature_variance(X),
                                np.mean(np.var(X, axis=0)), rtol=1e-12, atol=1e-14)
+
+
+def _plain_lloyd(X, centers):
+    """Lloyd's iterations the slow obvious way, until no label changes."""
+    previous = None
+    for n_iter in range(1, 1000):
+        labels = cdist(X, centers, "sqeuclidean").argmin(axis=1)
+        if previous is not None and np.array_equal(labels, previous):
+            return centers, labels, n_iter
+        centers = np.array([X[labels == cluster].mean(axis=0) for cluster in range(len(centers))])
+        previous = labels
+    raise AssertionError("no convergence")
+
+
+@pytest.mark.parametrize("seed", range(4))
+def test_lloyd_with_carried_sums_follows_the_plain_iterations(seed, monkeypatch):
+    monkeypatch.setattr(lloyd, "_ASSIGN_BLOCK_BYTES", 8 * 3 * 40)
+    rng = np.random.default_rng(seed)
+    # Overlapping clusters and a bad start: many iterations, most moving few points,
+    # so the carried sums are corrected many times over.
+    X = np.concatenate([rng.standard_normal((150, 3)) + shift for shift in (0, 1.5, 3)])
+    start = X[:3] + 0.01
+    centers, labels, inertia, n_iter = lloyd._lloyd(X, start, np.einsum("ij,ij->i", X, X),
+                                                    max_iter=1000, tol=-1.0)
+    expected_centers, expected_labels, expected_iterations = _plain_lloyd(X, start)
+    assert n_iter == expected_iterations > 5
+    np.testing.assert_array_equal(labels, expected_labels)
+    np.testing.assert_allclose(centers, expected_centers, rtol=1e-12, atol=1e-12)
+    np.testing.assert_allclose(inertia, cdist(X, centers, "sqeuclidean").min(axis=1).sum(),
+                               rtol=1e-12)
