@@ -91,36 +91,95 @@ def _lloyd(X, centers, X_squared_norms, max_iter, tol):
     from its center among clusters that can spare one, so k clusters stay k clusters
     as long as there are k distinct points.
 
-    The cluster sums are carried from one iteration to the next and corrected only
-    for the points that changed cluster: after the first few iterations few do, and
-    the sums cost next to nothing instead of a second pass over ``X``.
+    Two savings leave the iterations' results as they were. Hamerly's bounds (2010):
+    each point keeps an upper bound on the distance to its own center and a lower
+    bound on the distance to any other; a point whose upper bound lies below both the
+    lower bound and half the gap from its center to the nearest other center cannot
+    change cluster, and only the remaining points are measured again. And the cluster
+    sums are carried from one iteration to the next, corrected for the points that
+    changed cluster. Late iterations, where few points move, then cost little.
     """
-    n_samples = X.shape[0]
     n_clusters = centers.shape[0]
-    previous_labels = sums = None
+    labels, closest, second_closest = _assign(X, centers, X_squared_norms)
+    upper, lower = _distance_bounds(closest, second_closest)
+    sums = _cluster_sums(X, labels, n_clusters)
+    slack = _rounding_slack(X, X_squared_norms)
     for n_iter in range(1, max_iter + 1):
-        labels, closest = _assign(X, centers, X_squared_norms)
-        if previous_labels is None:
-            sums = _cluster_sums(X, labels, n_clusters)
-        else:
-            moved = np.flatnonzero(labels != previous_labels)
-            if moved.size == 0:
-                return centers, labels, float(closest.sum(dtype=np.float64)), n_iter
-            if moved.size > n_samples // 4:
-                sums = _cluster_sums(X, labels, n_clusters)
-            else:
-                _move_points(sums, X, moved, previous_labels[moved], labels[moved])
+        if n_iter > 1:
+            moved = _reassign(X, centers, X_squared_norms, labels, upper, lower, slack, sums)
+            if moved == 0:
+                return centers, labels, _inertia(X, centers, X_squared_norms), n_iter
         counts = np.bincount(labels, minlength=n_clusters)
         if np.any(counts == 0):
+            # The refill rule needs every point's exact distance, not its bound.
+            _, closest, _ = _assign(X, centers, X_squared_norms)
             points, sources = _fill_empty_clusters(closest, labels, counts)
             _move_points(sums, X, points, sources, labels[points])
+            upper[points], lower[points] = np.inf, 0.0
         new_centers = (sums / counts[:, None]).astype(X.dtype, copy=False)
-        shift = float(np.sum((new_centers - centers) ** 2, dtype=np.float64))
-        centers, previous_labels = new_centers, labels
-        if shift <= tol:
+        shifts = np.sum((new_centers - centers).astype(np.float64) ** 2, axis=1)
+        upper += np.sqrt(shifts)[labels]
+        lower -= np.sqrt(shifts.max())
+        centers = new_centers
+        if float(shifts.sum()) <= tol:
             break
-    labels, closest = _assign(X, centers, X_squared_norms)
+    labels, closest, _ = _assign(X, centers, X_squared_norms)
     return centers, labels, float(closest.sum(dtype=np.float64)), n_iter
+
+
+def _distance_bounds(closest, second_closest):
+    """Distances (float64) to the nearest and second-nearest center, from their squares."""
+    return (np.sqrt(closest, dtype=np.float64), np.sqrt(second_closest, dtype=np.float64))
+
+
+def _rounding_slack(X, X_squared_norms):
+    """How far each computed distance may lie from the exact one, so that a bound
+    test never skips a point over a rounding error.
+
+    The squared distance ``|x|^2 - 2 x.c + |c|^2`` in the data's dtype is off by at
+    most about ``3 d eps (|x|^2 + |c|^2)`` (dot products of d terms), and centers,
+    being means of points, are no longer than the longest point; a square root turns
+    an error of ``e`` in the square into at most ``sqrt(e)`` in the distance. Bounds
+    on both sides of the test carry such an error, hence twice.
+    """
+    error = 3.0 * X.shape[1] * np.finfo(X.dtype).eps * (
+        X_squared_norms.astype(np.float64) + float(X_squared_norms.max()))
+    return 2.0 * np.sqrt(error)
+
+
+def _reassign(X, centers, X_squared_norms, labels, upper, lower, slack, sums):
+    """One assignment step with Hamerly's test: measure again only the points whose
+    bounds allow a change; update ``labels``, the bounds and the cluster ``sums`` in
+    place. Returns how many points changed cluster."""
+    center_distances = np.sqrt(_squared_distances_to(centers, centers,
+                                                     np.einsum("ij,ij->i", centers, centers)))
+    np.fill_diagonal(center_distances, np.inf)
+    half_gap = 0.5 * center_distances.min(axis=1)
+    suspects = np.flatnonzero(upper + slack > np.maximum(half_gap[labels], lower))
+    if suspects.size == 0:
+        return 0
+    if suspects.size > X.shape[0] // 2:
+        # Most points: one pass over X in order beats gathering them.
+        suspects = np.arange(X.shape[0])
+        new_labels, closest, second_closest = _assign(X, centers, X_squared_norms)
+    else:
+        new_labels, closest, second_closest = _assign(X[suspects], centers,
+                                                      X_squared_norms[suspects])
+    upper[suspects], lower[suspects] = _distance_bounds(closest, second_closest)
+    changed = new_labels != labels[suspects]
+    moved = suspects[changed]
+    if moved.size > X.shape[0] // 4:
+        labels[suspects] = new_labels
+        sums[...] = _cluster_sums(X, labels, sums.shape[0])
+    else:
+        _move_points(sums, X, moved, labels[moved], new_labels[changed])
+        labels[suspects] = new_labels
+    return moved.size
+
+
+def _inertia(X, centers, X_squared_norms):
+    """Sum of squared distances of the points to their nearest center."""
+    return float(_assign(X, centers, X_squared_norms)[1].sum(dtype=np.float64))
 
 
 # Rows of X per block in _assign and _cluster_sums: 4 MB, about what the last-level
@@ -134,16 +193,18 @@ def _block_rows(X):
 
 
 def _assign(X, centers, X_squared_norms):
-    """Nearest center of every row of ``X`` and its squared distance, a block of rows
-    at a time so that the (k, block) distance matrix stays small.
+    """Nearest center of every row of ``X``, its squared distance and the squared
+    distance to the second-nearest center (inf with one center), a block of rows at a
+    time so that the (k, block) distance matrix stays small.
 
     The nearest center minimises ``|c|^2 - 2 x.c``; ``|x|^2`` is added to the chosen
-    distance only, and the factor -2 rides on the k centers rather than on the k x n
+    distances only, and the factor -2 rides on the k centers rather than on the k x n
     products (a power of two: the products are the same bits).
     """
     n_samples = X.shape[0]
     labels = np.empty(n_samples, dtype=np.intp)
     closest = np.empty(n_samples, dtype=X.dtype)
+    second_closest = np.empty(n_samples, dtype=X.dtype)
     scaled_centers = centers * centers.dtype.type(-2.0)
     center_norms = np.einsum("ij,ij->i", centers, centers)[:, None]
     block_rows = _block_rows(X)
@@ -152,10 +213,15 @@ def _assign(X, centers, X_squared_norms):
         partial_distances = scaled_centers @ X[start:stop].T
         partial_distances += center_norms
         block_labels = partial_distances.argmin(axis=0)
+        rows = np.arange(stop - start)
         labels[start:stop] = block_labels
-        closest[start:stop] = partial_distances[block_labels, np.arange(stop - start)]
-    closest += X_squared_norms
-    return labels, np.maximum(closest, 0.0, out=closest)
+        closest[start:stop] = partial_distances[block_labels, rows]
+        partial_distances[block_labels, rows] = np.inf
+        second_closest[start:stop] = partial_distances.min(axis=0)
+    for distances in (closest, second_closest):
+        distances += X_squared_norms
+        np.maximum(distances, 0.0, out=distances)
+    return labels, closest, second_closest
 
 
 def _one_hot_sums(block, labels, n_clusters, removed_from=None):

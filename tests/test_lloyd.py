@@ -24,7 +24,7 @@ def test_blocked_assignment_matches_the_plain_formulas(block_bytes, monkeypatch)
     rng = np.random.default_rng(0)
     X = rng.standard_normal((103, 5))
     centers = rng.standard_normal((4, 5))
-    labels, closest = lloyd._assign(X, centers, np.einsum("ij,ij->i", X, X))
+    labels, closest, _ = lloyd._assign(X, centers, np.einsum("ij,ij->i", X, X))
     sums = lloyd._cluster_sums(X, labels, 4)
     expected_labels, expected_closest, expected_sums = _plain_assignment(X, centers)
     np.testing.assert_array_equal(labels, expected_labels)
@@ -145,19 +145,35 @@ def _plain_lloyd(X, centers):
     raise AssertionError("no convergence")
 
 
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
 @pytest.mark.parametrize("seed", range(4))
-def test_lloyd_with_carried_sums_follows_the_plain_iterations(seed, monkeypatch):
+def test_lloyd_with_bounds_and_carried_sums_follows_the_plain_iterations(seed, dtype, monkeypatch):
     monkeypatch.setattr(lloyd, "_ASSIGN_BLOCK_BYTES", 8 * 3 * 40)
     rng = np.random.default_rng(seed)
     # Overlapping clusters and a bad start: many iterations, most moving few points,
-    # so the carried sums are corrected many times over.
-    X = np.concatenate([rng.standard_normal((150, 3)) + shift for shift in (0, 1.5, 3)])
-    start = X[:3] + 0.01
+    # so the bounds skip most points and the carried sums are corrected many times.
+    n_clusters = 3 + 2 * seed
+    X = np.concatenate([rng.standard_normal((150, 3 + seed)) + 1.5 * shift
+                        for shift in range(n_clusters)]).astype(dtype)
+    start = X[:n_clusters] + dtype(0.01)
+    measured = []
+    assign = lloyd._assign
+
+    def counting_assign(rows, *args):
+        measured.append(len(rows))
+        return assign(rows, *args)
+
+    monkeypatch.setattr(lloyd, "_assign", counting_assign)
     centers, labels, inertia, n_iter = lloyd._lloyd(X, start, np.einsum("ij,ij->i", X, X),
                                                     max_iter=1000, tol=-1.0)
-    expected_centers, expected_labels, expected_iterations = _plain_lloyd(X, start)
+    expected_centers, expected_labels, expected_iterations = _plain_lloyd(
+        X.astype(np.float64), start.astype(np.float64))
     assert n_iter == expected_iterations > 5
     np.testing.assert_array_equal(labels, expected_labels)
-    np.testing.assert_allclose(centers, expected_centers, rtol=1e-12, atol=1e-12)
+    tolerance = 1e-5 if dtype == np.float32 else 1e-12
+    np.testing.assert_allclose(centers, expected_centers, rtol=tolerance, atol=tolerance)
     np.testing.assert_allclose(inertia, cdist(X, centers, "sqeuclidean").min(axis=1).sum(),
-                               rtol=1e-12)
+                               rtol=tolerance)
+    # The bounds spared most distance computations: far fewer rows measured than
+    # one full pass per iteration.
+    assert sum(measured) < 0.6 * len(X) * n_iter
