@@ -1,4 +1,4 @@
-"""SpectralClustering: the labels of spectral_clustering, a neighbour vote for new samples, the cut as score."""
+"""SpectralClustering: spectral_clustering's labels, a neighbour vote for new samples, the cut as score."""
 
 import numpy as np
 import pytest
