@@ -30,6 +30,18 @@ def brute_force_neighbours(X, reference, k):
     return np.argsort(cdist(X, reference), axis=1, kind="stable")[:, :k]
 
 
+@pytest.fixture(scope="module")
+def between(fitted, blobs):
+    """Points between training samples of different clusters: mixed votes. (Not
+    halfway: a midpoint is equally far from both ends, a tie scipy may order otherwise.)"""
+    X, _ = blobs
+    rng = np.random.default_rng(0)
+    first, second = rng.integers(0, len(X), (2, 400))
+    pairs = fitted.labels_[first] != fitted.labels_[second]
+    weight = rng.uniform(0.3, 0.7, (pairs.sum(), 1))
+    return weight * X[first[pairs]] + (1 - weight) * X[second[pairs]]
+
+
 # ------------------------------------------------------------------------- fit
 @pytest.mark.parametrize("params", [
     {},
@@ -76,14 +88,28 @@ def test_training_data_is_copied(blobs):
 
 
 # ------------------------------------------------------------------- the vote
-def test_predict_proba_is_the_fraction_of_the_nearest_training_samples(fitted, blobs):
+def test_predict_proba_is_the_fraction_of_the_nearest_training_samples(fitted, blobs, between):
     X, _ = blobs
-    X_new = X[:40] + np.random.default_rng(0).normal(0.0, 0.5, (40, 4))
-    neighbours = brute_force_neighbours(X_new, X, 8)
+    neighbours = brute_force_neighbours(between, X, 8)
     expected = np.stack([np.bincount(row, minlength=3) / 8 for row in fitted.labels_[neighbours]])
-    proba = fitted.predict_proba(X_new)
+    proba = fitted.predict_proba(between)
     np.testing.assert_array_equal(proba, expected)
     np.testing.assert_allclose(proba.sum(axis=1), 1.0, rtol=1e-12)
+    assert np.mean(proba.max(axis=1) < 1.0) > 0.2  # the votes are split, not unanimous
+    # predict is the majority (no ties among 8 votes for 3 clusters here but 4-4 ones).
+    counts = expected * 8
+    untied = (counts == counts.max(axis=1, keepdims=True)).sum(axis=1) == 1
+    np.testing.assert_array_equal(fitted.predict(between)[untied], proba[untied].argmax(axis=1))
+
+
+def test_prediction_follows_the_fit_not_a_later_set_params(blobs, between):
+    X, _ = blobs
+    model = SpectralClustering(n_clusters=3, n_neighbors=8, random_state=0).fit(X)
+    expected = {method: getattr(model, method)(between)
+                for method in ("predict", "predict_proba", "transform")}
+    model.set_params(n_neighbors=3, n_clusters=2)
+    for method, values in expected.items():
+        np.testing.assert_array_equal(getattr(model, method)(between), values, err_msg=method)
 
 
 def test_a_training_sample_votes_for_itself():
@@ -116,11 +142,10 @@ def test_n_clusters_equal_to_n_samples_predicts_each_sample_its_own_cluster():
     np.testing.assert_array_equal(model.predict(X), model.labels_)
 
 
-def test_transform_is_the_mean_embedding_of_the_neighbours(fitted, blobs):
+def test_transform_is_the_mean_embedding_of_the_neighbours(fitted, blobs, between):
     X, _ = blobs
-    X_new = X[::7] + 0.3
-    neighbours = brute_force_neighbours(X_new, X, 8)
-    np.testing.assert_allclose(fitted.transform(X_new),
+    neighbours = brute_force_neighbours(between, X, 8)
+    np.testing.assert_allclose(fitted.transform(between),
                                fitted.embedding_[neighbours].mean(axis=1), rtol=1e-12)
     # On the training samples it stays near the embedding itself.
     assert np.mean(np.linalg.norm(fitted.transform(X) - fitted.embedding_, axis=1)) < 0.2

@@ -161,10 +161,13 @@ class SpectralClustering(ClusteringEstimator):
                 "array/embedding_": (n_samples, self.n_clusters)}
 
     # ------------------------------------------------------------------ the vote
+    def _neighbours(self, X_chunk):
+        """Indices of each row's nearest training samples, nearest first."""
+        return nearest_neighbors(X_chunk, self.X_fit_, self._fitted_param("n_neighbors"))
+
     def _votes(self, X_chunk):
         """The labels of each row's nearest training samples, nearest first."""
-        neighbours = nearest_neighbors(X_chunk, self.X_fit_, self._fitted_param("n_neighbors"))
-        return self.labels_[neighbours]
+        return self.labels_[self._neighbours(X_chunk)]
 
     def _vote_counts(self, votes):
         """Votes per cluster, one column per fitted cluster whatever n_clusters is now."""
@@ -202,7 +205,7 @@ class SpectralClustering(ClusteringEstimator):
         return self._map_chunks(self._majority, X)
 
     def _embed(self, X_chunk):
-        neighbours = nearest_neighbors(X_chunk, self.X_fit_, self._fitted_param("n_neighbors"))
+        neighbours = self._neighbours(X_chunk)
         total = np.zeros((X_chunk.shape[0], self.embedding_.shape[1]))
         # One neighbour rank at a time: no (rows, n_neighbors, n_clusters) array.
         for column in neighbours.T:
