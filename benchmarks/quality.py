@@ -25,10 +25,11 @@ from _common import describe, environment
 from quality_data import DATASETS, load
 
 import npclust
-from npclust.cluster import DEC, IDEC, IMSAT, KMeans
+from npclust.cluster import DEC, IDEC, IMSAT, KMeans, SpectralClustering
 from npclust.metrics import adjusted_rand_score, clustering_accuracy, normalized_mutual_info_score
 
-ESTIMATORS = {"kmeans": KMeans, "imsat": IMSAT, "dec": DEC, "idec": IDEC}
+ESTIMATORS = {"kmeans": KMeans, "imsat": IMSAT, "dec": DEC, "idec": IDEC,
+              "spectral": SpectralClustering}
 
 
 def run_once(method, seed, X, y, params=None):

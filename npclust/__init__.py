@@ -3,9 +3,9 @@
 Submodules: ``nn`` (layers with hand-written backward passes), ``functional``
 (stable softmax, log-sum-exp, entropy and their vector-Jacobian products),
 ``losses``, ``optim`` (SGD, Adam, AdamW), ``gradcheck`` (finite differences),
-``cluster`` (IMSAT, DEC, IDEC, KMeans, the training loop, model files), ``files``
-(the archive format, checkpoints, data matrices), ``metrics``, ``datasets``. The layers
-and what may import what: ``docs/architecture.md``.
+``cluster`` (IMSAT, DEC, IDEC, KMeans, SpectralClustering, the training loop, model
+files), ``files`` (the archive format, checkpoints, data matrices), ``metrics``,
+``datasets``. The layers and what may import what: ``docs/architecture.md``.
 
 Submodules and the names below load on first use, so ``import npclust`` stays
 fast and does not import SciPy until something needs it.
@@ -21,6 +21,7 @@ _SUBMODULES = (
 )
 _NAMES = {
     "IMSAT": "cluster", "DEC": "cluster", "IDEC": "cluster", "KMeans": "cluster",
+    "SpectralClustering": "cluster",
     "load": "cluster", "load_digits": "datasets", "NotFittedError": "validation",
 }
 

@@ -30,7 +30,10 @@ from .plotting import plot_fit, plot_scan
 
 __all__ = ["main"]
 
-METHODS = ("imsat", "dec", "idec", "kmeans")
+METHODS = ("imsat", "dec", "idec", "kmeans", "spectral")
+
+# --method names other than the class name in lower case.
+_METHOD_CLASSES = {"spectral": "SpectralClustering"}
 
 
 class CommandError(Exception):
@@ -97,6 +100,8 @@ def _check_plotting():
 
 
 def _estimator_class(method):
+    if method in _METHOD_CLASSES:
+        return ESTIMATORS[_METHOD_CLASSES[method]]
     return {name.lower(): cls for name, cls in ESTIMATORS.items()}[method]
 
 

@@ -7,13 +7,16 @@ search walks over square tiles of pairs, each computed once by a matrix product
 (BLAS, all cores) and used for both of its row blocks; every row keeps its k best
 candidates so far, and a tile's entries are examined only where they beat them. For
 large k, rows are processed in chunks against all samples instead.
+
+:func:`nearest_neighbors` answers the other question a fitted model asks: which rows
+of a reference set (the training samples) lie nearest to each new sample.
 """
 
 import numpy as np
 
 from .validation import check_array, check_integer
 
-__all__ = ["kth_neighbor_distance"]
+__all__ = ["kth_neighbor_distance", "nearest_neighbors"]
 
 # Target size of one chunk's block of scores (chunk_size x n) in the row-chunk search.
 # Large enough that the matrix product runs at full BLAS speed, small enough to stay
@@ -32,6 +35,15 @@ _TILE_ROWS = 1024
 # The symmetric search keeps n x k candidate scores and indices; beyond this k the
 # row-chunk search, whose memory does not grow with k, takes over.
 _MAX_K_SYMMETRIC = 64
+
+# nearest_neighbors scores this many query rows at a time against blocks of reference
+# rows; a block of scores (float64) takes about _BLOCK_BYTES / 2.
+_QUERY_ROWS = 1024
+
+# The scale nearest_neighbors brings its data to is at most 2**_MAX_EXPONENT: data
+# whose largest value is below 2**-1000 (subnormal) is scaled only that far, since
+# a larger factor is not a float64.
+_MAX_EXPONENT = 1000
 
 
 def kth_neighbor_distance(X, k, chunk_size=None, return_indices=False):
@@ -339,3 +351,96 @@ def _smallest_columns(block, m, group_size):
     values = np.take_along_axis(block, candidates, axis=1)
     smallest = np.argpartition(values, m - 1, axis=1)[:, :m]
     return np.take_along_axis(candidates, smallest, axis=1)
+
+
+def nearest_neighbors(queries, reference, n_neighbors):
+    r"""Indices of the ``n_neighbors`` rows of ``reference`` nearest to each row of ``queries``.
+
+    Parameters
+    ----------
+    queries : array_like of shape (n_queries, n_features)
+    reference : array_like of shape (n_reference, n_features)
+    n_neighbors : int
+        In ``[1, n_reference]``.
+
+    Returns
+    -------
+    ndarray of shape (n_queries, n_neighbors) of intp
+        Row indices into ``reference``, nearest first (Euclidean); equal computed
+        distances in index order. A query equal to a reference row finds that row
+        first: unlike :func:`kth_neighbor_distance`, nothing is excluded.
+
+    Raises
+    ------
+    TypeError
+        If `n_neighbors` is not an integer, or an input is not numeric.
+    ValueError
+        If `n_neighbors` is outside ``[1, n_reference]``, the feature counts differ,
+        or an input is not a finite 2-D array.
+
+    Notes
+    -----
+    Reference rows are ranked for query :math:`q` by :math:`\|r\|^2/2 - q \cdot r`
+    (:math:`\|q - r\|^2 / 2` less a term constant along the row), one GEMM per block
+    of 1,024 queries against a block of reference rows, each query keeping its best
+    ``n_neighbors`` so far. Everything is computed in float64, on data centred on the
+    reference mean (as in :func:`kth_neighbor_distance`) and multiplied by the power
+    of two that brings the largest absolute value into [1, 2): the factor is exact, so
+    the ranking is that of the data as given, and the squared norms stay in range at
+    any finite scale.
+
+    **Cost.** :math:`O(n_q n_r d)` flops. Memory: a block of scores of about 32 MB, a
+    float64 copy of one block of each input and ``n_queries x n_neighbors`` indices;
+    no copy of either whole input.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from npclust.neighbors import nearest_neighbors
+    >>> reference = np.array([[0.0], [1.0], [3.0], [7.0]])
+    >>> nearest_neighbors([[2.9], [0.0]], reference, 2).tolist()
+    [[2, 1], [0, 1]]
+    """
+    queries = _floating(queries, "queries")
+    reference = _floating(reference, "reference")
+    if queries.shape[1] != reference.shape[1]:
+        raise ValueError(f"queries have {queries.shape[1]} features and reference has "
+                         f"{reference.shape[1]}; they must have the same")
+    n_reference = reference.shape[0]
+    n_neighbors = check_integer(n_neighbors, "n_neighbors", 1, n_reference)
+    largest = max(_largest_magnitude(queries), _largest_magnitude(reference))
+    exponent = np.frexp(largest)[1] - 1 if largest > 0 else 0
+    scale = np.ldexp(1.0, min(-int(exponent), _MAX_EXPONENT))
+    mean = reference.mean(axis=0, dtype=np.float64) * scale
+    reference_rows = max(1, _BLOCK_BYTES // (2 * 8 * _QUERY_ROWS))
+    indices = np.empty((queries.shape[0], n_neighbors), dtype=np.intp)
+    for start in range(0, queries.shape[0], _QUERY_ROWS):
+        block = queries[start:start + _QUERY_ROWS].astype(np.float64) * scale - mean
+        best_scores = np.empty((block.shape[0], 0))
+        best_indices = np.empty((block.shape[0], 0), dtype=np.intp)
+        for reference_start in range(0, n_reference, reference_rows):
+            rows = reference[reference_start:reference_start + reference_rows].astype(np.float64)
+            rows = rows * scale - mean
+            scores = 0.5 * np.einsum("ij,ij->i", rows, rows) - block @ rows.T
+            candidates = np.arange(reference_start, reference_start + rows.shape[0])
+            best_scores = np.hstack([best_scores, scores])
+            best_indices = np.hstack([best_indices, np.broadcast_to(candidates, scores.shape)])
+            if best_scores.shape[1] > n_neighbors:
+                keep = np.argpartition(best_scores, n_neighbors - 1, axis=1)[:, :n_neighbors]
+                best_scores = np.take_along_axis(best_scores, keep, axis=1)
+                best_indices = np.take_along_axis(best_indices, keep, axis=1)
+        # Nearest first; equal scores by index, so the order does not depend on the blocks.
+        order = np.lexsort((best_indices, best_scores), axis=1)
+        indices[start:start + _QUERY_ROWS] = np.take_along_axis(best_indices, order, axis=1)
+    return indices
+
+
+def _floating(X, name):
+    """``X`` validated, as float32 if it is float32 (no copy) and as float64 otherwise."""
+    dtype = np.float32 if getattr(X, "dtype", None) == np.float32 else np.float64
+    return check_array(X, name=name, dtype=dtype)
+
+
+def _largest_magnitude(X):
+    """``max(|X|)`` as a Python float, without the temporary array ``np.abs(X)``."""
+    return max(float(X.max()), -float(X.min()))

@@ -18,6 +18,9 @@ weights, 2004):
 4. :func:`spectral_clustering` — k-means on that embedding (or any ``assign``
    function the caller passes, e.g. DEC's own k-means).
 
+:func:`normalized_cut` is what the embedding relaxes: the value of a partition of the
+graph, lower for clusters joined by less weight relative to their own.
+
 :func:`coassociation` and :func:`consensus_clustering` combine several labelings of
 the same samples (restarts of a clustering method) into one: the co-association
 matrix :math:`C = H H^T / r` (:math:`H` the one-hot labelings side by side, ``r`` of
@@ -32,8 +35,9 @@ from scipy.sparse.linalg import LinearOperator, eigsh
 from .lloyd import kmeans
 from .validation import check_array, check_integer, check_option, check_random_state
 
-__all__ = ["knn_affinity", "normalized_laplacian", "spectral_embedding", "spectral_clustering",
-           "coassociation", "coassociation_embedding", "consensus_clustering"]
+__all__ = ["knn_affinity", "normalized_laplacian", "normalized_cut", "spectral_embedding",
+           "spectral_clustering", "coassociation", "coassociation_embedding",
+           "consensus_clustering"]
 
 # Rows of X whose distances to all n samples are computed at once in the neighbour
 # search: the block of distances takes about this many bytes.
@@ -43,6 +47,11 @@ _BLOCK_BYTES = 32 << 20
 # dense solve is exact and ARPACK's setup dominates for tiny graphs; at 1,797 vertices
 # the dense solve already took 1.2 s against ARPACK's 0.1 s.
 _DENSE_MAX = 300
+
+# knn_affinity rescales data whose largest absolute value lies outside
+# [2**-_SAFE_EXPONENT, 2**_SAFE_EXPONENT]: beyond it squared distances overflow float64
+# (data near 1e160) or lose their digits to underflow (near 1e-160).
+_SAFE_EXPONENT = 400
 
 
 # ------------------------------------------------------------------- the graph
@@ -130,7 +139,7 @@ def knn_affinity(X, n_neighbors=10, scale_neighbor=None, weights="self-tuning"):
         scale_neighbor = min(7, n_neighbors)
     scale_neighbor = check_integer(scale_neighbor, "scale_neighbor", 1, n_neighbors)
     check_option(weights, "weights", ("self-tuning", "connectivity"))
-    indices, distances = _nearest_neighbors(X, n_neighbors)
+    indices, distances = _nearest_neighbors(_in_safe_range(X), n_neighbors)
     rows = np.repeat(np.arange(n_samples), n_neighbors)
     columns = indices.ravel()
     if weights == "connectivity":
@@ -143,6 +152,18 @@ def knn_affinity(X, n_neighbors=10, scale_neighbor=None, weights="self-tuning"):
     directed = sp.csr_matrix((values, (rows, columns)), shape=(n_samples, n_samples))
     # Union of the two directions; both carry the same weight, so max() is exact.
     return directed.maximum(directed.T).tocsr()
+
+
+def _in_safe_range(X):
+    """``X``, or ``X`` times the power of two that brings its largest absolute value into
+    [1, 2) when that value is outside the safe range. The graph does not change: its
+    weights depend on ratios of distances only, and the factor is exact."""
+    largest = max(float(X.max()), -float(X.min()))
+    exponent = int(np.frexp(largest)[1]) - 1
+    if largest == 0.0 or abs(exponent) <= _SAFE_EXPONENT:
+        return X
+    # At most 2**1000: the factor for subnormal data would not be a float64.
+    return X * np.ldexp(1.0, min(-exponent, 1000))
 
 
 def _check_affinity(affinity):
@@ -190,6 +211,65 @@ def normalized_laplacian(affinity):
     inverse_sqrt = _inverse_sqrt_degree(affinity)
     scaled = sp.diags(inverse_sqrt) @ affinity @ sp.diags(inverse_sqrt)
     return (sp.identity(affinity.shape[0], format="csr") - scaled).tocsr()
+
+
+def normalized_cut(affinity, labels):
+    r"""The normalised cut of a partition of a graph (Shi and Malik, 2000).
+
+    Parameters
+    ----------
+    affinity : scipy sparse matrix or ndarray of shape (n, n)
+        Symmetric, non-negative weights :math:`W`, e.g. from :func:`knn_affinity`.
+    labels : array_like of int, shape (n,)
+        The cluster of each vertex; any integer values.
+
+    Returns
+    -------
+    float
+        :math:`\sum_c \operatorname{cut}(A_c) / \operatorname{vol}(A_c)` over the
+        clusters :math:`A_c`: :math:`\operatorname{cut}(A)` is the total weight of the
+        edges from A to the other vertices, :math:`\operatorname{vol}(A)` the sum of
+        the degrees of A. 0 for a partition that cuts no edge, at most the number of
+        clusters. A cluster with :math:`\operatorname{vol}(A) = 0` has no edge to cut
+        and adds 0.
+
+    Notes
+    -----
+    Spectral clustering relaxes this (von Luxburg, 2007, section 5.3): with
+    :math:`h_c = D^{1/2} 1_{A_c} / \sqrt{\operatorname{vol}(A_c)}` the columns of H are
+    orthonormal and :math:`\operatorname{tr}(H^T L H)` is the normalised cut, L the
+    normalised Laplacian. Minimising the trace over all orthonormal H instead of these
+    indicator matrices gives the eigenvectors of the smallest eigenvalues, which
+    :func:`spectral_embedding` computes; the k-means that follows rounds them to a
+    partition, so the partition's cut is near, not at, the relaxed minimum. Self-loops
+    count in the degrees and never in a cut.
+
+    Examples
+    --------
+    Two pairs joined by an edge of weight 1, and one edge of weight 0.5 between them:
+
+    >>> import numpy as np
+    >>> from npclust.spectral import normalized_cut
+    >>> W = np.array([[0, 1, 0.5, 0], [1, 0, 0, 0], [0.5, 0, 0, 1], [0, 0, 1, 0]])
+    >>> normalized_cut(W, [0, 0, 1, 1])      # 0.5 / 2.5 for each pair
+    0.4
+    """
+    affinity = _check_affinity(affinity).tocoo()
+    n = affinity.shape[0]
+    labels = np.asarray(labels)
+    if labels.shape != (n,):
+        raise ValueError(f"labels must have shape ({n},), one per vertex, got {labels.shape}")
+    if not np.issubdtype(labels.dtype, np.integer):
+        raise TypeError(f"labels must be integer cluster labels, got dtype {labels.dtype}")
+    _, clusters = np.unique(labels, return_inverse=True)
+    n_clusters = int(clusters.max()) + 1 if n else 0
+    degree = np.asarray(affinity.sum(axis=1)).ravel()
+    volume = np.bincount(clusters, weights=degree, minlength=n_clusters)
+    crossing = clusters[affinity.row] != clusters[affinity.col]
+    cut = np.bincount(clusters[affinity.row[crossing]], weights=affinity.data[crossing],
+                      minlength=n_clusters)
+    has_weight = volume > 0
+    return float(np.sum(cut[has_weight] / volume[has_weight]))
 
 
 # ----------------------------------------------------------- the embedding

@@ -2,14 +2,15 @@
 
 Arrays (empty, no features, wrong dimensions, NaN/inf, complex, strings, objects, sparse),
 feature-count mismatches, hyper-parameters and predicting before fitting, for IMSAT,
-DEC, IDEC and KMeans, through ``fit`` and through ``predict``/``predict_proba``/``transform``.
+DEC, IDEC, KMeans and SpectralClustering, through ``fit`` and through ``predict``/
+``predict_proba``/``transform``.
 """
 
 import numpy as np
 import pytest
 import scipy.sparse
 
-from npclust.cluster import DEC, IDEC, IMSAT, KMeans
+from npclust.cluster import DEC, IDEC, IMSAT, KMeans, SpectralClustering
 from npclust.datasets import make_blobs
 from npclust.validation import NotFittedError, check_array
 
@@ -22,6 +23,7 @@ SETTINGS = {
                         pretrain_batch_size=16, max_iter=4, update_interval=2, batch_size=16,
                         kmeans_n_init=1)),
     "kmeans": (KMeans, dict(n_init=1)),
+    "spectral": (SpectralClustering, dict(n_neighbors=5, n_init=1)),
 }
 NAMES = list(SETTINGS)
 N_SAMPLES, N_FEATURES = 40, 4
@@ -291,13 +293,22 @@ PER_ESTIMATOR_PARAMS = {
         ("max_iter", 0, ValueError, "max_iter must be >= 1"),
         ("tol", -1.0, ValueError, "tol"),
     ],
+    "spectral": [
+        ("n_neighbors", 0, ValueError, "n_neighbors"),
+        ("n_neighbors", N_SAMPLES, ValueError, r"n_neighbors must be in \[1, 39\]"),
+        ("n_neighbors", 5.0, TypeError, "n_neighbors must be an integer"),
+        ("scale_neighbor", 6, ValueError, r"scale_neighbor must be in \[1, 5\]"),
+        ("scale_neighbor", "7", TypeError, "scale_neighbor must be an integer"),
+        ("weights", "rbf", ValueError, "unknown weights 'rbf'"),
+        ("solver", None, ValueError, "unknown solver None"),
+    ],
 }
 PER_ESTIMATOR_PARAMS["idec"] = PER_ESTIMATOR_PARAMS["dec"] + [("gamma", 0, ValueError, "gamma")]
 
 
 def _param_cases():
     for name in NAMES:
-        cases = COMMON_PARAMS + (DEEP_PARAMS if name != "kmeans" else [])
+        cases = COMMON_PARAMS + (DEEP_PARAMS if name not in ("kmeans", "spectral") else [])
         cases += PER_ESTIMATOR_PARAMS[name]
         for param, value, error, message in cases:
             yield pytest.param(name, param, value, error, message,

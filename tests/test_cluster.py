@@ -1,9 +1,9 @@
-"""The estimator contract of IMSAT, DEC, IDEC and KMeans, on small fast settings."""
+"""The estimator contract of IMSAT, DEC, IDEC, KMeans and SpectralClustering, on small fast settings."""
 
 import numpy as np
 import pytest
 
-from npclust.cluster import DEC, IDEC, IMSAT, KMeans
+from npclust.cluster import DEC, IDEC, IMSAT, KMeans, SpectralClustering
 from npclust.datasets import make_blobs
 from npclust.metrics import adjusted_rand_score
 from npclust.validation import NotFittedError
@@ -16,6 +16,7 @@ _FAST_SETTINGS = {
                         pretrain_batch_size=32, max_iter=60, update_interval=10, batch_size=64,
                         kmeans_n_init=3)),
     "kmeans": (KMeans, dict(n_init=3)),
+    "spectral": (SpectralClustering, dict(n_init=3)),
 }
 
 
@@ -114,6 +115,7 @@ def test_invalid_cluster_counts(blobs, name, params, message):
     (IMSAT, {"hidden_dims": (0,)}), (IMSAT, {"dtype": "int8"}),
     (DEC, {"lr": -1.0}), (DEC, {"tol": 2.0}), (DEC, {"pretrain_epochs": 0}),
     (DEC, {"corruption": 1.0}), (IDEC, {"gamma": 0}), (KMeans, {"n_init": 0}),
+    (SpectralClustering, {"n_neighbors": 240}), (SpectralClustering, {"weights": "rbf"}),
 ])
 def test_invalid_hyper_parameters_are_named(blobs, estimator, params):
     X, _ = blobs
@@ -127,7 +129,7 @@ def test_set_params_rejects_unknown_names_listing_valid_ones():
         IMSAT().set_params(n_cluster=3)
 
 
-@pytest.mark.parametrize("estimator", [IMSAT, DEC, IDEC, KMeans])
+@pytest.mark.parametrize("estimator", [IMSAT, DEC, IDEC, KMeans, SpectralClustering])
 def test_get_params_round_trip_and_repr(estimator):
     model = estimator(n_clusters=4, random_state=3)
     clone = estimator(**model.get_params())

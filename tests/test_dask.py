@@ -6,13 +6,14 @@ import pytest
 da = pytest.importorskip("dask.array")
 wrappers = pytest.importorskip("dask_ml.wrappers")
 
-from npclust.cluster import DEC, IMSAT, KMeans  # noqa: E402
+from npclust.cluster import DEC, IMSAT, KMeans, SpectralClustering  # noqa: E402
 
 ESTIMATORS = [
     IMSAT(n_clusters=3, hidden_dims=(8,), epochs=2, n_neighbors=3, random_state=0),
     DEC(n_clusters=3, hidden_dims=(8,), latent_dim=2, pretrain_epochs=2, max_iter=10,
         kmeans_n_init=1, random_state=0),
     KMeans(n_clusters=3, n_init=2, random_state=0),
+    SpectralClustering(n_clusters=3, n_init=2, random_state=0),
 ]
 
 

@@ -18,6 +18,7 @@ CHANGES = {
     "dec": dict(n_clusters=5, hidden_dims=(9,), latent_dim=3, alpha=7.0, dtype="float64"),
     "idec": dict(n_clusters=2, hidden_dims=(9,), dtype="float64"),
     "kmeans": dict(n_clusters=5, dtype="float32"),
+    "spectral": dict(n_clusters=5, n_neighbors=3, weights="connectivity", dtype="float32"),
 }
 
 

@@ -16,7 +16,7 @@ import pytest
 from raw_archive import header_of, members_of
 
 import npclust
-from npclust.cluster import DEC, IDEC, IMSAT, KMeans, load
+from npclust.cluster import DEC, IDEC, IMSAT, KMeans, SpectralClustering, load
 from npclust.datasets import make_blobs
 from npclust.files.archive import FORMAT_VERSION, atomic_write
 from npclust.validation import NotFittedError
@@ -30,6 +30,7 @@ SETTINGS = {
                         pretrain_batch_size=32, max_iter=20, update_interval=10, batch_size=48,
                         kmeans_n_init=2)),
     "kmeans": (KMeans, dict(n_init=2)),
+    "spectral": (SpectralClustering, dict(n_neighbors=5, n_init=2)),
 }
 
 
@@ -320,6 +321,8 @@ def test_load_refuses_a_feature_count_that_does_not_fit_the_weights(saved, tmp_p
     ("dec", "array/cluster_centers_"),
     ("kmeans", "array/cluster_centers_"),
     ("kmeans", "array/labels_"),
+    ("spectral", "array/X_fit_"),
+    ("spectral", "array/embedding_"),
 ])
 def test_load_refuses_a_missing_weight(saved, tmp_path, name, key):
     members = members_of(saved[name])
@@ -405,7 +408,7 @@ def test_load_missing_file_and_directory(tmp_path):
 _DETERMINISM_SCRIPT = """
 import hashlib
 import numpy as np
-from npclust.cluster import DEC, IDEC, IMSAT, KMeans
+from npclust.cluster import DEC, IDEC, IMSAT, KMeans, SpectralClustering
 from npclust.datasets import make_blobs
 X, _ = make_blobs(n_samples=120, n_features=4, centers=3, cluster_std=0.5, random_state=3)
 X = ((X - X.mean(axis=0)) / X.std(axis=0)).astype(np.float32)

@@ -1,10 +1,11 @@
-"""Tests for npclust.neighbors.kth_neighbor_distance against scipy's cdist."""
+"""Tests for npclust.neighbors (kth_neighbor_distance, nearest_neighbors) against scipy's cdist."""
 
 import numpy as np
 import pytest
 from scipy.spatial.distance import cdist
 
-from npclust.neighbors import kth_neighbor_distance
+from npclust import neighbors
+from npclust.neighbors import kth_neighbor_distance, nearest_neighbors
 
 
 def sorted_other_distances(X):
@@ -183,3 +184,67 @@ def test_bad_chunk_size():
 def test_bad_input(X, message):
     with pytest.raises(ValueError, match=message):
         kth_neighbor_distance(X, 1)
+
+
+# ------------------------------------------------------------ nearest_neighbors
+def _cdist_neighbours(queries, reference, k):
+    return np.argsort(cdist(queries, reference), axis=1, kind="stable")[:, :k]
+
+
+@pytest.mark.parametrize("query_rows, block_bytes", [(1024, 64 << 20), (7, 16 * 7 * 5)])
+@pytest.mark.parametrize("k", [1, 4, 60])
+def test_nearest_neighbors_matches_cdist(monkeypatch, query_rows, block_bytes, k):
+    # Small blocks (7 queries against 5 reference rows) exercise the merging of blocks.
+    monkeypatch.setattr(neighbors, "_QUERY_ROWS", query_rows)
+    monkeypatch.setattr(neighbors, "_BLOCK_BYTES", block_bytes)
+    rng = np.random.default_rng(k)
+    reference = rng.standard_normal((60, 3))
+    queries = np.concatenate([rng.standard_normal((25, 3)), reference[:5] + 1e-9])
+    np.testing.assert_array_equal(nearest_neighbors(queries, reference, k),
+                                  _cdist_neighbours(queries, reference, k))
+
+
+def test_nearest_neighbors_puts_equal_distances_in_index_order():
+    reference = np.array([[1.0, 0.0], [0.0, 1.0], [-1.0, 0.0], [0.0, -1.0], [0.0, 0.0]])
+    np.testing.assert_array_equal(nearest_neighbors([[0.0, 0.0]], reference, 5), [[4, 0, 1, 2, 3]])
+    # A query on a reference row finds it first, duplicates in index order.
+    np.testing.assert_array_equal(nearest_neighbors(reference[[2, 2]], reference[[0, 2, 2]], 3),
+                                  [[1, 2, 0], [1, 2, 0]])
+
+
+@pytest.mark.filterwarnings("error")
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("exponent", [-120, 0, 120])
+def test_nearest_neighbors_at_any_scale(dtype, exponent):
+    # float32 squared distances overflow near 1e19 and underflow near 1e-19; scaled by
+    # a power of two, the data rank exactly as at unit scale.
+    rng = np.random.default_rng(5)
+    reference, queries = rng.standard_normal((50, 4)), rng.standard_normal((20, 4))
+    expected = _cdist_neighbours(queries, reference, 6)
+    scaled = [np.ldexp(X, exponent).astype(dtype) for X in (queries, reference)]
+    np.testing.assert_array_equal(nearest_neighbors(*scaled, 6), expected)
+
+
+def test_nearest_neighbors_of_offset_data():
+    # Features near 1e6 apart by 1e-3: centring on the reference mean keeps them rankable.
+    rng = np.random.default_rng(6)
+    reference, queries = rng.standard_normal((40, 3)), rng.standard_normal((10, 3))
+    expected = _cdist_neighbours(queries, reference, 5)
+    np.testing.assert_array_equal(nearest_neighbors(queries * 1e-3 + 1e6, reference * 1e-3 + 1e6, 5),
+                                  expected)
+
+
+@pytest.mark.parametrize("call, error, message", [
+    (lambda: nearest_neighbors(np.zeros((2, 3)), np.zeros((5, 2)), 1), ValueError,
+     "queries have 3 features and reference has 2"),
+    (lambda: nearest_neighbors(np.zeros((2, 2)), np.zeros((5, 2)), 6), ValueError,
+     r"n_neighbors must be in \[1, 5\]"),
+    (lambda: nearest_neighbors(np.zeros((2, 2)), np.zeros((5, 2)), 0), ValueError, "n_neighbors"),
+    (lambda: nearest_neighbors(np.zeros((2, 2)), np.zeros((5, 2)), 1.0), TypeError, "integer"),
+    (lambda: nearest_neighbors(np.zeros(2), np.zeros((5, 2)), 1), ValueError, "queries must be 2-D"),
+    (lambda: nearest_neighbors(np.zeros((2, 2)), [[np.inf, 0.0]], 1), ValueError,
+     "reference contains NaN or infinity"),
+])
+def test_nearest_neighbors_bad_input(call, error, message):
+    with pytest.raises(error, match=message):
+        call()

@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-from npclust.cluster import DEC, IDEC, IMSAT, KMeans, training
+from npclust.cluster import DEC, IDEC, IMSAT, KMeans, SpectralClustering, training
 from npclust.datasets import make_blobs
 
 FAST = {
@@ -13,6 +13,7 @@ FAST = {
     IDEC: dict(hidden_dims=(8,), latent_dim=2, pretrain_epochs=2, max_iter=10,
                update_interval=5, kmeans_n_init=1),
     KMeans: dict(n_init=2),
+    SpectralClustering: dict(n_neighbors=5, n_init=2),
 }
 
 

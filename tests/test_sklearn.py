@@ -22,7 +22,7 @@ from sklearn.preprocessing import StandardScaler  # noqa: E402
 from sklearn.utils import estimator_checks  # noqa: E402
 from sklearn.utils.validation import check_is_fitted  # noqa: E402
 
-from npclust.cluster import DEC, IDEC, IMSAT, KMeans  # noqa: E402
+from npclust.cluster import DEC, IDEC, IMSAT, KMeans, SpectralClustering  # noqa: E402
 from npclust.validation import NotFittedError  # noqa: E402
 
 SKLEARN_VERSION = tuple(int(part) for part in sklearn.__version__.split(".")[:2])
@@ -40,6 +40,7 @@ FAST_ESTIMATORS = [
     IDEC(n_clusters=3, hidden_dims=(8,), latent_dim=2, pretrain_epochs=3,
          pretrain_batch_size=32, max_iter=10, update_interval=5, batch_size=32, kmeans_n_init=1),
     KMeans(n_clusters=3, n_init=1),
+    SpectralClustering(n_clusters=3, n_neighbors=5, n_init=1),
 ]
 
 if SKLEARN_VERSION >= (1, 6):

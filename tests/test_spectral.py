@@ -11,6 +11,7 @@ from npclust.spectral import (
     coassociation_embedding,
     consensus_clustering,
     knn_affinity,
+    normalized_cut,
     normalized_laplacian,
     spectral_clustering,
     spectral_embedding,
@@ -181,6 +182,55 @@ def test_spectral_clustering_finds_rings_kmeans_cannot():
     assert adjusted_rand_score(np.repeat([0, 1], 150), labels) == 1.0
 
 
+@pytest.mark.filterwarnings("error")
+@pytest.mark.parametrize("scale", [1e160, 1e-160, 1e300, 1e-300])
+def test_knn_affinity_at_extreme_scales_is_the_unit_scale_graph(scale):
+    # Squared distances of data near 1e160 overflow float64 and those of data near
+    # 1e-160 underflow; the graph, which depends on ratios of distances, must not.
+    X, _ = blobs(np.random.default_rng(8))
+    reference = knn_affinity(X, 6)
+    scaled = knn_affinity(X * scale, 6)
+    np.testing.assert_array_equal(scaled.indices, reference.indices)
+    np.testing.assert_allclose(scaled.data, reference.data, rtol=1e-12)
+    # Scaled by a power of two the data round alike: the same graph to the last bit.
+    exact = knn_affinity(np.ldexp(X, int(np.log2(scale))), 6)
+    assert (exact != reference).nnz == 0
+
+
+# ------------------------------------------------------------- normalised cut
+
+
+def test_normalized_cut_hand_computed():
+    # A path 0 - 1 - 2 - 3 with weights 1, 2, 3, a self-loop of 4 on vertex 3, and a
+    # vertex 4 with no edges. Degrees: 1, 3, 5, 7, 0.
+    W = np.zeros((5, 5))
+    W[0, 1] = W[1, 0] = 1.0
+    W[1, 2] = W[2, 1] = 2.0
+    W[2, 3] = W[3, 2] = 3.0
+    W[3, 3] = 4.0
+    # Clusters {0, 1}: cut 2, vol 4; {2}: cut 2 + 3, vol 5; {3}: cut 3, vol 7; {4}: vol 0.
+    expected = 2 / 4 + 5 / 5 + 3 / 7
+    for labels in ([7, 7, -1, 3, 9], [0, 0, 1, 2, 3]):
+        assert normalized_cut(W, labels) == pytest.approx(expected, rel=1e-15)
+        assert normalized_cut(sp.csr_matrix(W), labels) == pytest.approx(expected, rel=1e-15)
+    assert normalized_cut(W, [0, 0, 0, 0, 1]) == 0.0
+    assert normalized_cut(W, np.zeros(5, dtype=int)) == 0.0
+
+
+@pytest.mark.parametrize("seed", range(3))
+def test_normalized_cut_is_the_trace_the_embedding_relaxes(seed):
+    rng = np.random.default_rng(seed)
+    W = random_graph(rng, 25)
+    labels = rng.integers(0, 4, 25)
+    degree = W.sum(axis=1)
+    # H's column c: D^1/2 1_c / sqrt(vol c); the Laplacian L = I - D^-1/2 W D^-1/2.
+    H = np.stack([np.sqrt(degree) * (labels == c) / np.sqrt(degree[labels == c].sum())
+                  for c in np.unique(labels)], axis=1)
+    np.testing.assert_allclose(H.T @ H, np.eye(H.shape[1]), atol=1e-12)
+    laplacian = normalized_laplacian(W).toarray()
+    assert normalized_cut(W, labels) == pytest.approx(np.trace(H.T @ laplacian @ H), rel=1e-12)
+
+
 # ------------------------------------------------------------------ bad input
 
 
@@ -206,6 +256,9 @@ def test_spectral_clustering_finds_rings_kmeans_cannot():
     (lambda: consensus_clustering(np.zeros((2, 4)), 2), TypeError, "integer"),
     (lambda: consensus_clustering(np.zeros((2, 4), dtype=int), 5), ValueError, "n_clusters"),
     (lambda: coassociation_embedding(np.zeros((2, 4), dtype=int), 5), ValueError, "n_components"),
+    (lambda: normalized_cut(np.ones((3, 3)), [0, 1]), ValueError, r"labels must have shape \(3,\)"),
+    (lambda: normalized_cut(np.ones((3, 3)), [0.0, 1.0, 1.0]), TypeError, "integer"),
+    (lambda: normalized_cut(np.array([[0, 1.0], [2.0, 0]]), [0, 1]), ValueError, "symmetric"),
 ])
 def test_bad_input(call, error, match):
     with pytest.raises(error, match=match):

@@ -6,6 +6,7 @@ from .imsat import IMSAT
 from .kmeans import KMeans
 from .persistence import ESTIMATORS, load
 from .selection import scan_n_clusters
+from .spectral_clustering import SpectralClustering
 
-__all__ = ["DEC", "IDEC", "IMSAT", "KMeans", "ESTIMATORS", "load", "scan_n_clusters",
-           "DegenerateResultWarning"]
+__all__ = ["DEC", "IDEC", "IMSAT", "KMeans", "SpectralClustering", "ESTIMATORS", "load",
+           "scan_n_clusters", "DegenerateResultWarning"]

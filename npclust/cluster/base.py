@@ -273,7 +273,8 @@ class ClusteringEstimator:
         KMeans, the inertia (sum of squared distances to the nearest center, as
         scikit-learn's ``score``); IMSAT, ``H(Y|X) - mu H(Y)`` of the predictions;
         DEC and IDEC, ``KL(P || Q)`` with P the target distribution of the soft
-        assignments Q. So ``GridSearchCV`` and ``cross_validate`` work without labels;
+        assignments Q; SpectralClustering, the normalised cut of the kNN graph of X
+        under ``predict(X)``. So ``GridSearchCV`` and ``cross_validate`` work without labels;
         compare scores only between models of the same method and ``n_clusters``.
 
         Parameters

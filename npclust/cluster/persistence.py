@@ -18,11 +18,12 @@ from ..files.archive import ArchiveError, read_archive
 from .dec import DEC, IDEC
 from .imsat import IMSAT
 from .kmeans import KMeans
+from .spectral_clustering import SpectralClustering
 
 __all__ = ["ESTIMATORS", "load"]
 
 #: Estimator classes by name: what a model file's ``class`` may name.
-ESTIMATORS = {cls.__name__: cls for cls in (DEC, IDEC, IMSAT, KMeans)}
+ESTIMATORS = {cls.__name__: cls for cls in (DEC, IDEC, IMSAT, KMeans, SpectralClustering)}
 
 
 def load(path):
@@ -40,7 +41,7 @@ def load(path):
 
     Returns
     -------
-    IMSAT, DEC, IDEC or KMeans
+    IMSAT, DEC, IDEC, KMeans or SpectralClustering
         Fitted, predicting exactly as the saved estimator did.
 
     Raises
