@@ -9,7 +9,7 @@ from npclust.cli import main
 from npclust.cluster import SpectralClustering, load
 from npclust.cluster import spectral_clustering as module
 from npclust.datasets import load_digits, make_blobs
-from npclust.metrics import clustering_accuracy
+from npclust.metrics import adjusted_rand_score, clustering_accuracy
 from npclust.spectral import knn_affinity, normalized_cut, spectral_clustering
 
 
@@ -159,7 +159,8 @@ def test_outputs_follow_the_dtype(blobs):
     for output in (model.predict_proba(X), model.transform(X)):
         assert output.dtype == np.float32
     reference = SpectralClustering(n_clusters=3, n_neighbors=8, random_state=0).fit(X)
-    np.testing.assert_array_equal(model.labels_, reference.labels_)
+    # The same partition; k-means in float32 may number the clusters differently.
+    assert adjusted_rand_score(model.labels_, reference.labels_) == 1.0
 
 
 @pytest.mark.parametrize("dtype, scale", [("float32", 1e30), ("float32", 1e-30),
