@@ -363,10 +363,7 @@ class DEC(ClusteringEstimator):
                                     self.alpha)
 
     def _objective(self, model, X):
-        """KL(P || Q) on the whole data set with P from the final Q."""
-        return self._objective_and_labels(model, X)[0]
-
-    def _objective_and_labels(self, model, X):
+        """KL(P || Q) on the whole data set with P from the final Q, and the labels."""
         return self._kl_and_labels(evaluate(model["encoder"], X), model["centers"].data)
 
     def _kl_and_labels(self, z, centers):
@@ -378,7 +375,7 @@ class DEC(ClusteringEstimator):
     def _score_objective(self, X):
         return self._kl_and_labels(in_chunks(self._embed, X), self.cluster_centers_)[0]
 
-    def _set_fitted(self, model, X, history):
+    def _set_fitted(self, model, X, history, evaluation=None):
         self.encoder_, self.decoder_, self.history_ = model["encoder"], model["decoder"], history
         iterations = [entry["iteration"] for entry in history if "iteration" in entry]
         self.n_iter_ = iterations[-1] if iterations else 0
@@ -389,7 +386,7 @@ class DEC(ClusteringEstimator):
                 self.__dict__.pop(attribute, None)
             return
         self.cluster_centers_ = model["centers"].data.copy()
-        self.objective_, self.labels_ = self._objective_and_labels(model, X)
+        self.objective_, self.labels_ = evaluation or self._objective(model, X)
         self.n_features_in_ = X.shape[1]
 
     # --------------------------------------------------------------- inference

@@ -244,18 +244,17 @@ class IMSAT(ClusteringEstimator):
         return vat_loss
 
     def _objective(self, model, X):
-        value, _ = mutual_information(evaluate(model["network"], X), mu=self.mu)
-        return value
+        logits = evaluate(model["network"], X)
+        value, _ = mutual_information(logits, mu=self.mu)
+        return value, logits.argmax(axis=1)
 
     def _score_objective(self, X):
         value, _ = mutual_information(in_chunks(self._logits, X), mu=self.mu)
         return value
 
-    def _set_fitted(self, model, X, history):
+    def _set_fitted(self, model, X, history, evaluation=None):
         self.network_ = model["network"]
-        logits = evaluate(self.network_, X)
-        self.objective_, _ = mutual_information(logits, mu=self.mu)
-        self.labels_ = logits.argmax(axis=1)
+        self.objective_, self.labels_ = evaluation or self._objective(model, X)
         self.history_, self.n_iter_ = history, len(history)
         self.n_features_in_ = X.shape[1]
 

@@ -14,10 +14,13 @@ Lightning's Trainer and LightningModule):
     Its training as a list of :class:`Stage`; each stage's ``run_unit`` takes the
     steps of one unit on a :class:`Run`.
 ``_objective(model, X)``
-    The method's own objective on the whole data (lower is better): the restart
-    with the lowest is kept. Labels are never used.
-``_set_fitted(model, X, history)``
-    Its fitted attributes from a model, after the last restart or a rollback.
+    The method's own objective on the whole data (lower is better) and the labels
+    the model gives, from one pass over the data: the restart with the lowest
+    objective is kept. True labels are never used.
+``_set_fitted(model, X, history, evaluation=None)``
+    Its fitted attributes from a model, after the last restart or a rollback;
+    ``evaluation`` is the kept restart's ``_objective`` result, so the data need
+    not be passed through the model again (None after a rollback or a resume).
 ``_fit_arrays(X, saved)``
     Optional: arrays computed once from the data before the first restart (IMSAT's
     VAT radii), kept in checkpoints so a resumed fit does not recompute them.
@@ -352,6 +355,7 @@ def fit_restarts(estimator, X, y, rng):
                f"({100 * done_steps / progress.total_steps:.0f}% of the fit)")
     best = position["best"]
     best_arrays = _unprefixed("best", saved_arrays)
+    best_evaluation = None
     # Every completed restart's history, for plots that show what restarts did.
     finished = position.get("finished", [])
 
@@ -411,9 +415,11 @@ def fit_restarts(estimator, X, y, rng):
                 if stage_done:
                     reason = stop or f"{stage.n_units} {stage.unit}s of {stage.name} done"
                 save(restart, stage_index, unit, stage_done, run, history, reason)
-        objective = estimator._objective(run.model, X)
+        evaluation = estimator._objective(run.model, X)
+        objective = evaluation[0]
         finished.append(history)
         if best is None or objective < best["objective"]:
+            best_evaluation = evaluation
             best = {"objective": objective, "history": history, "restart": restart,
                     "stopped": reason}
             best_arrays = model_state(run.model)
@@ -425,7 +431,7 @@ def fit_restarts(estimator, X, y, rng):
                f"lowest objective {best['objective']:.4f}")
     model = estimator._build_model(X.shape[1], rng=0)
     load_model_state(model, best_arrays)
-    estimator._set_fitted(model, X, best["history"])
+    estimator._set_fitted(model, X, best["history"], best_evaluation)
     estimator.restart_histories_ = finished
     estimator.stop_reason_ = best.get("stopped", "")
 
