@@ -127,3 +127,14 @@ def test_the_checks_catch_a_planted_violation(planted, check, expected, monkeypa
     monkeypatch.setitem(globals(), "PACKAGE", copy)
     with pytest.raises(AssertionError, match=expected):
         check()
+
+
+def test_every_top_level_module_loads_as_an_attribute_of_the_package():
+    # import npclust loads submodules lazily; one missing from the list is an
+    # AttributeError for `npclust.name` until something imports it explicitly.
+    import npclust
+
+    top_level = sorted({_component(name) for name in _modules()} - {None})
+    assert sorted(set(top_level) - set(npclust._SUBMODULES)) == []
+    for name in top_level:
+        assert getattr(npclust, name).__name__ == f"npclust.{name}"
