@@ -177,3 +177,83 @@ def test_lloyd_with_bounds_and_carried_sums_follows_the_plain_iterations(seed, d
     # The bounds spared most distance computations: far fewer rows measured than
     # one full pass per iteration.
     assert sum(measured) < 0.6 * len(X) * n_iter
+
+
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+def test_runs_side_by_side_follow_the_plain_iterations_each(dtype, monkeypatch):
+    monkeypatch.setattr(lloyd, "_ASSIGN_BLOCK_BYTES", 8 * 3 * 40)
+    rng = np.random.default_rng(9)
+    X = np.concatenate([rng.standard_normal((150, 3)) + 1.5 * shift for shift in range(4)])
+    X = X.astype(dtype)
+    # Four runs that need different numbers of iterations, so they leave the batch
+    # at different times.
+    seeds = np.stack([X[rng.choice(len(X), 4, replace=False)] for _ in range(4)])
+    runs = lloyd._lloyd_together(X, seeds, np.einsum("ij,ij->i", X, X), max_iter=1000, tol=-1.0)
+    iterations = set()
+    for (centers, labels, inertia, n_iter), start in zip(runs, seeds):
+        expected_centers, expected_labels, expected_iterations = _plain_lloyd(
+            X.astype(np.float64), start.astype(np.float64))
+        assert n_iter == expected_iterations
+        iterations.add(n_iter)
+        np.testing.assert_array_equal(labels, expected_labels)
+        tolerance = 1e-5 if dtype == np.float32 else 1e-12
+        np.testing.assert_allclose(centers, expected_centers, rtol=tolerance, atol=tolerance)
+        np.testing.assert_allclose(inertia, cdist(X, centers, "sqeuclidean").min(axis=1).sum(),
+                                   rtol=tolerance)
+    assert len(iterations) > 1
+
+
+def test_runs_side_by_side_refill_an_emptied_cluster():
+    rng = np.random.default_rng(2)
+    X = np.concatenate([rng.standard_normal((40, 2)), rng.standard_normal((40, 2)) + 10])
+    seeds = np.array([[[0.0, 0.0], [10.0, 10.0], [1e3, 1e3]], [[0.0, 0.0], [1.0, 1.0], [10.0, 10.0]]])
+    runs = lloyd._lloyd_together(X, seeds, np.einsum("ij,ij->i", X, X), max_iter=50, tol=0.0)
+    for centers, labels, _, _ in runs:
+        assert np.bincount(labels, minlength=3).min() >= 1
+        for cluster in range(3):
+            np.testing.assert_allclose(centers[cluster], X[labels == cluster].mean(axis=0),
+                                       rtol=1e-12, atol=1e-12)
+
+
+@pytest.mark.parametrize("max_iter, tol", [(2, -1.0), (300, 1e-4), (300, 0.05)])
+def test_kmeans_gives_the_same_result_with_runs_side_by_side_or_one_by_one(max_iter, tol,
+                                                                         monkeypatch):
+    X = np.random.default_rng(10).standard_normal((300, 5))
+    X[:100] += 3
+    monkeypatch.setattr(lloyd, "_TOGETHER_ENTRIES", 0)
+    one_by_one = kmeans(X, 6, n_init=5, max_iter=max_iter, tol=tol, random_state=0)
+    monkeypatch.setattr(lloyd, "_TOGETHER_ENTRIES", 1 << 40)
+    side_by_side = kmeans(X, 6, n_init=5, max_iter=max_iter, tol=tol, random_state=0)
+    np.testing.assert_array_equal(side_by_side[1], one_by_one[1])
+    np.testing.assert_allclose(side_by_side[0], one_by_one[0], rtol=1e-12, atol=1e-12)
+    np.testing.assert_allclose(side_by_side[2], one_by_one[2], rtol=1e-12)
+    assert side_by_side[3] == one_by_one[3]
+
+
+def test_one_iteration_side_by_side_with_a_refill_moves_the_point_and_its_sum():
+    rng = np.random.default_rng(3)
+    X = np.concatenate([rng.standard_normal((40, 2)), rng.standard_normal((40, 2)) + 10])
+    seeds = np.array([[0.0, 0.0], [10.0, 10.0], [1e3, 1e3]])
+    labels, closest, _ = _plain_assignment(X, seeds)
+    counts = np.bincount(labels, minlength=3)
+    lloyd._fill_empty_clusters(closest, labels, counts)
+    expected = np.array([X[labels == cluster].mean(axis=0) for cluster in range(3)])
+    (centers, _, _, n_iter), = lloyd._lloyd_together(X, seeds[None], np.einsum("ij,ij->i", X, X),
+                                                     max_iter=1, tol=0.0)
+    assert n_iter == 1
+    np.testing.assert_allclose(centers, expected, rtol=1e-12, atol=1e-12)
+
+
+def test_kmeans_keeps_the_run_with_the_lowest_inertia(monkeypatch):
+    X = np.random.default_rng(11).standard_normal((200, 3))
+    inertias = []
+    together = lloyd._lloyd_together
+
+    def recording(*args):
+        runs = together(*args)
+        inertias.extend(run[2] for run in runs)
+        return runs
+
+    monkeypatch.setattr(lloyd, "_lloyd_together", recording)
+    _, _, inertia, _ = kmeans(X, 8, n_init=6, random_state=0)
+    assert len(set(inertias)) > 1 and inertia == min(inertias)
