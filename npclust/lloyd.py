@@ -127,93 +127,6 @@ def _lloyd(X, centers, X_squared_norms, max_iter, tol):
     return centers, labels, float(closest.sum(dtype=np.float64)), n_iter
 
 
-def _lloyd_together(X, seeds, X_squared_norms, max_iter, tol):
-    """Lloyd iterations of several runs side by side, one per row of ``seeds`` (shape
-    (n_runs, k, d)); returns each run's (centers, labels, inertia, n_iter) as
-    :func:`_lloyd` would.
-
-    For small data the cost of an iteration is NumPy's per-call overhead, not
-    arithmetic: one distance product and one sum product for all runs at once
-    costs little more than either for one run. A run leaves the batch when it stops.
-    """
-    n_runs, n_clusters, _ = seeds.shape
-    centers, previous_labels = list(seeds), [None] * n_runs
-    results, active = [None] * n_runs, list(range(n_runs))
-    for n_iter in range(1, max_iter + 1):
-        labels, closest = _assign_runs(X, np.stack([centers[run] for run in active]),
-                                       X_squared_norms)
-        sums = _run_sums(X, labels, n_clusters)
-        still_active = []
-        for row, run in enumerate(active):
-            if previous_labels[run] is not None and np.array_equal(labels[row],
-                                                                   previous_labels[run]):
-                results[run] = (centers[run], labels[row],
-                                float(closest[row].sum(dtype=np.float64)), n_iter)
-                continue
-            counts = np.bincount(labels[row], minlength=n_clusters)
-            if np.any(counts == 0):
-                points, sources = _fill_empty_clusters(closest[row], labels[row], counts)
-                _move_points(sums[row], X, points, sources, labels[row][points])
-            new_centers = (sums[row] / counts[:, None]).astype(X.dtype, copy=False)
-            shift = np.sum((new_centers - centers[run]).astype(np.float64) ** 2, axis=1).sum()
-            centers[run], previous_labels[run] = new_centers, labels[row]
-            if float(shift) <= tol:
-                results[run] = _final_assignment(X, new_centers, X_squared_norms, n_iter)
-            else:
-                still_active.append(run)
-        active = still_active
-        if not active:
-            break
-    for run in active:
-        results[run] = _final_assignment(X, centers[run], X_squared_norms, max_iter)
-    return results
-
-
-def _final_assignment(X, centers, X_squared_norms, n_iter):
-    """(centers, labels, inertia, n_iter) of a run that stopped at ``centers``."""
-    labels, closest, _ = _assign(X, centers, X_squared_norms)
-    return centers, labels, float(closest.sum(dtype=np.float64)), n_iter
-
-
-def _assign_runs(X, centers, X_squared_norms):
-    """Nearest center of every row of ``X`` and its squared distance, for each run's
-    centers (shape (n_runs, k, d)); both results of shape (n_runs, n_samples)."""
-    n_runs, n_clusters, n_features = centers.shape
-    n_samples = X.shape[0]
-    flat = centers.reshape(-1, n_features)
-    scaled_centers = flat * flat.dtype.type(-2.0)
-    center_norms = np.einsum("ij,ij->i", flat, flat)[:, None]
-    labels = np.empty((n_runs, n_samples), dtype=np.intp)
-    closest = np.empty((n_runs, n_samples), dtype=X.dtype)
-    block_rows = max(1, _ASSIGN_BLOCK_BYTES // (n_runs * n_clusters * X.itemsize))
-    for start in range(0, n_samples, block_rows):
-        stop = min(start + block_rows, n_samples)
-        partial_distances = scaled_centers @ X[start:stop].T
-        partial_distances += center_norms
-        partial_distances = partial_distances.reshape(n_runs, n_clusters, stop - start)
-        block_labels = partial_distances.argmin(axis=1)
-        labels[:, start:stop] = block_labels
-        closest[:, start:stop] = np.take_along_axis(partial_distances, block_labels[:, None, :],
-                                                    axis=1)[:, 0, :]
-    closest += X_squared_norms
-    return labels, np.maximum(closest, 0.0, out=closest)
-
-
-def _run_sums(X, labels, n_clusters):
-    """Each run's cluster sums (float64, shape (n_runs, k, d)) for ``labels`` of shape
-    (n_runs, n_samples): one GEMM with all runs' one-hot matrices stacked."""
-    n_runs = labels.shape[0]
-    offsets = (np.arange(n_runs) * n_clusters)[:, None]
-    sums = np.zeros((n_runs * n_clusters, X.shape[1]), dtype=np.float64)
-    block_rows = _block_rows(X)
-    for start in range(0, X.shape[0], block_rows):
-        block = X[start:start + block_rows]
-        selection = np.zeros((n_runs * n_clusters, block.shape[0]), dtype=X.dtype)
-        selection[labels[:, start:start + block_rows] + offsets, np.arange(block.shape[0])] = 1.0
-        sums += (selection @ block).astype(np.float64, copy=False)
-    return sums.reshape(n_runs, n_clusters, X.shape[1])
-
-
 def _distance_bounds(closest, second_closest):
     """Distances (float64) to the nearest and second-nearest center, from their squares."""
     return (np.sqrt(closest, dtype=np.float64), np.sqrt(second_closest, dtype=np.float64))
@@ -272,13 +185,6 @@ def _inertia(X, centers, X_squared_norms):
 # Rows of X per block in _assign and _cluster_sums: 4 MB, about what the last-level
 # cache holds while a block's product is formed.
 _ASSIGN_BLOCK_BYTES = 4 << 20
-
-
-# Below this many distances per iteration (all runs' centers times the samples), the
-# restarts run side by side (_lloyd_together) rather than one after another with
-# Hamerly's bounds (_lloyd): an iteration there costs NumPy's per-call overhead more
-# than arithmetic.
-_TOGETHER_ENTRIES = 1 << 21
 
 
 def _block_rows(X):
@@ -461,13 +367,12 @@ def kmeans(X, n_clusters, n_init=10, max_iter=300, tol=1e-4, random_state=None):
         X = X * X.dtype.type(scale)
     X_squared_norms = np.einsum("ij,ij->i", X, X)
     scaled_tol = tol * _mean_feature_variance(X)
-    seeds = [_kmeans_plus_plus(X, n_clusters, X_squared_norms, rng) for _ in range(n_init)]
-    if n_init * n_clusters * X.shape[0] <= _TOGETHER_ENTRIES:
-        runs = _lloyd_together(X, np.stack(seeds), X_squared_norms, max_iter, scaled_tol)
-    else:
-        runs = [_lloyd(X, run_seeds, X_squared_norms, max_iter, scaled_tol) for run_seeds in seeds]
-    # The first of the runs with the lowest inertia.
-    best = min(runs, key=lambda run: run[2])
+    best = None
+    for _ in range(n_init):
+        seeds = _kmeans_plus_plus(X, n_clusters, X_squared_norms, rng)
+        run = _lloyd(X, seeds, X_squared_norms, max_iter, scaled_tol)
+        if best is None or run[2] < best[2]:
+            best = run
     if scale != 1.0:
         centers, labels, inertia, n_iter = best
         best = (centers / centers.dtype.type(scale), labels, inertia / scale ** 2, n_iter)
