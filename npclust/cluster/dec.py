@@ -87,9 +87,11 @@ class DEC(ClusteringEstimator):
         nearest-neighbour graph (:func:`npclust.spectral.spectral_clustering`, the start
         of N2D and SpectralNet), or spectral clustering of the input features' graph
         (each center the mean code of one of its clusters; an O(n^2 d) neighbour search
-        on the inputs). Measured on four visible data sets, the spectral start
-        ended DEC 0.00-0.04 higher on each, and IDEC higher on three but 0.015 lower on
-        the digits (``docs/methods.md``), so it is an option, not the default.
+        on the inputs). Measured on four visible data sets (``docs/methods.md``), the
+        spectral start of the codes ended DEC 0.00-0.04 higher on each and IDEC 0.015
+        lower on the digits; the start from the inputs raised both on three sets
+        (digits +0.03-0.04, gauss100 +0.065) but not on the 784-d digits. Neither wins
+        everywhere, so both are options, not the default.
     dtype : {"float32", "float64"}, default="float32"
     random_state : None, int or numpy.random.Generator
         Seeds initialisation, shuffling and k-means: a fixed int gives bit-for-bit
