@@ -17,8 +17,9 @@ each survivor with its status. Too slow for CI: run it by hand, commit the repor
     python benchmarks/mutation.py --modules npclust.optim --sample 60 --seed 2
     python benchmarks/mutation.py --rerun benchmarks/results/mutation.json
 
-``--rerun`` checks the survivors of an earlier report again on the current commit
-(after new tests were added) and records the result in that report under ``after``.
+``--rerun`` checks the survivors and timeouts of an earlier report again on the current
+commit (after new tests were added) and records the result in that report under
+``after``.
 """
 
 import argparse
@@ -182,19 +183,20 @@ def sample_run(args, copy, commit):
 
 
 def rerun(args, copy, commit):
-    """The survivors of an earlier report, again: the ``after`` of each module."""
+    """The survivors and timeouts of an earlier report, again: each module's ``after``.
+
+    Timeouts are checked again because mutmut's limit is on wall time, and a machine
+    that pauses or is shared can make a mutant that the tests let through time out.
+    """
     report = json.loads(Path(args.rerun).read_text())
-    survivors = [name for row in report["modules"].values() for name in row["survivors"]]
+    again = [name for row in report["modules"].values() for name, status in row["sample"].items()
+             if status not in ("killed", "not checked")]
     start = time.monotonic()
-    statuses = run_mutants(copy, survivors, args.minutes) if survivors else {}
+    statuses = run_mutants(copy, again, args.minutes) if again else {}
     report["after_minutes"] = (time.monotonic() - start) / 60
     for row in report["modules"].values():
-        again = {name: statuses[name] for name in row["survivors"]}
-        now_killed = sum(status in KILLED for status in again.values())
-        killed = row["checked"] - row["survived"] + now_killed
-        row["after"] = {"commit": commit, "statuses": again,
-                        "killed_fraction": killed / row["checked"] if row["checked"] else None,
-                        "wilson_95": wilson(killed, row["checked"])}
+        after = {name: statuses.get(name, status) for name, status in row["sample"].items()}
+        row["after"] = {"commit": commit, **summarize(after)}
     return report
 
 
@@ -208,7 +210,8 @@ def main(argv=None):
     parser.add_argument("--json", default="", help="write the report here")
     parser.add_argument("--markdown", default="", help="write its table here")
     parser.add_argument("--rerun", default="", metavar="REPORT",
-                        help="check the survivors of REPORT again; updates REPORT (or --json)")
+                        help="check the survivors and timeouts of REPORT again; updates REPORT "
+                        "(or writes --json)")
     args = parser.parse_args(argv)
     with tempfile.TemporaryDirectory() as directory:
         copy, commit = copy_of_head(directory)

@@ -20,6 +20,14 @@ def test_version(capsys):
     assert capsys.readouterr().out.strip() == f"npclust {npclust.__version__}"
 
 
+def test_help_says_what_npclust_is_and_what_the_soft_assignments_option_takes(capsys):
+    assert cli.main(["--help"]) == 0
+    assert "Deep clustering in pure NumPy (DEC, IDEC, IMSAT)." in capsys.readouterr().out
+    for command in ("fit", "predict"):
+        assert cli.main([command, "--help"]) == 0
+        assert "--proba CSV" in capsys.readouterr().out
+
+
 def _subcommands():
     parser = cli._parser()
     choices = next(action for action in parser._actions

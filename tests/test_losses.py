@@ -85,7 +85,8 @@ def test_cross_entropy_extreme_logits():
         (np.zeros((3, 2)), np.array([0, -1, 1]), ValueError, r"labels must lie in \[0, 2\)"),
         (np.zeros((3, 2)), np.array([0, 1]), ValueError, "3 rows but labels has 2"),
         (np.zeros((3, 2)), np.zeros((3, 1), int), ValueError, "labels must be 1-D"),
-        (np.zeros(3), np.array([0, 1, 0]), ValueError, r"logits must be 2-D of shape \(n_samples,"),
+        (np.zeros(3), np.array([0, 1, 0]), ValueError,
+         r"logits must be 2-D of shape \(n_samples, n_classes\), got shape \(3,\)"),
         (np.zeros((3, 2)), np.array([0.0, 1.0, 0.0]), TypeError, "integer"),
     ],
 )

@@ -201,6 +201,22 @@ def test_a_socket_is_refused(model):
         shutil.rmtree(directory)
 
 
+def test_a_block_device_is_refused_naming_what_it_is(tmp_path, monkeypatch):
+    # No block-device node is safe to make, even here (a write would reach a real disk),
+    # so the status of one path is made up instead.
+    target = tmp_path / "disk"
+    real_stat = os.stat
+
+    def stat_of_a_block_device(path, *args, **kwargs):
+        if os.fspath(path) == str(target):
+            return os.stat_result((stat.S_IFBLK | 0o660,) + (0,) * 9)
+        return real_stat(path, *args, **kwargs)
+
+    monkeypatch.setattr(os, "stat", stat_of_a_block_device)
+    with pytest.raises(OSError, match="disk' is a block device; npclust writes only regular"):
+        check_output_path(target)
+
+
 def test_a_missing_parent_or_a_file_as_parent_is_refused(model, tmp_path):
     with pytest.raises(FileNotFoundError, match="does not exist"):
         model.save(tmp_path / "missing" / "model.npz")
@@ -358,6 +374,18 @@ def test_the_command_restores_the_previous_sigterm_handler(data, capsys):
     before = signal.getsignal(signal.SIGTERM)
     run(fit_argv(data), capsys)
     assert signal.getsignal(signal.SIGTERM) is before
+
+
+def test_the_command_runs_outside_the_main_thread_without_a_sigterm_handler(data, tmp_path):
+    # Python lets only the main thread set a handler; a program may call main() from
+    # another thread, and it must then still work.
+    results = []
+    thread = threading.Thread(target=lambda: results.append(
+        main([str(arg) for arg in fit_argv(data, "--output", tmp_path / "labels.csv")])))
+    thread.start()
+    thread.join(timeout=60)
+    assert results == [0]
+    assert len((tmp_path / "labels.csv").read_text().splitlines()) == 41
 
 
 # ------------------------------------------------ a failed save loses nothing
