@@ -217,6 +217,23 @@ def test_a_block_device_is_refused_naming_what_it_is(tmp_path, monkeypatch):
         check_output_path(target)
 
 
+def test_atomic_write_calls_its_target_output_unless_told(tmp_path):
+    with pytest.raises(IsADirectoryError, match=r"^output '.*' is a directory"):
+        atomic_write(tmp_path, lambda file: file.write(b"x"))
+
+
+def test_the_umask_is_read_without_changing_it_where_proc_is_missing(monkeypatch):
+    def no_proc(*args, **kwargs):
+        raise FileNotFoundError("no /proc here")
+
+    monkeypatch.setattr(output, "open", no_proc, raising=False)
+    previous = os.umask(0o027)
+    try:
+        assert output._umask() == 0o027
+    finally:
+        assert os.umask(previous) == 0o027  # and left as it was
+
+
 def test_a_missing_parent_or_a_file_as_parent_is_refused(model, tmp_path):
     with pytest.raises(FileNotFoundError, match="does not exist"):
         model.save(tmp_path / "missing" / "model.npz")
