@@ -143,6 +143,18 @@ def _command(argv, **kwargs):
                           capture_output="stdout" not in kwargs, timeout=60, **kwargs)
 
 
+def test_a_descriptor_path_is_written_through_the_descriptor_at_its_offset(tmp_path):
+    # In this process, unlike the command below: mutmut sees only what a test reaches
+    # in the process running it. Reopening /dev/fd/N would write from offset 0 instead.
+    log = tmp_path / "log.txt"
+    log.write_bytes(b"earlier line\n")
+    with open(log, "ab") as appended:
+        path = f"/dev/fd/{appended.fileno()}"
+        assert check_output_path(path) == "descriptor"
+        atomic_write(path, lambda file: file.write(b"labels\n"))
+    assert log.read_bytes() == b"earlier line\nlabels\n"
+
+
 def test_dev_stdout_of_a_pipe_and_of_an_appended_file(data, tmp_path):
     # The command's standard output is a pipe or a file this test made, never a terminal.
     result = _command(fit_argv(data, "--output", "/dev/stdout"))
@@ -508,7 +520,8 @@ def test_a_read_only_directory_fails_the_command_before_training(data, tmp_path,
 # ------------------------------------------------------- more hostile paths
 @pytest.mark.parametrize("name, error, message", [
     ("", FileNotFoundError, "the path is empty"),
-    ("out/", IsADirectoryError, "ends with a separator"),
+    ("out/", IsADirectoryError, "'out/' ends with a separator, so names a directory; give a "
+                                "file name$"),
 ])
 def test_an_empty_path_or_a_directory_name_is_refused(model, tmp_path, monkeypatch, name, error,
                                                       message):
