@@ -269,6 +269,9 @@ def test_student_t_assignment_validation():
         losses.student_t_assignment(np.zeros((4, 3)), np.zeros((2, 2)))
     with pytest.raises(ValueError, match=r"centers must be 2-D of shape \(n_clusters, n_feat"):
         losses.student_t_assignment(np.zeros((4, 3)), np.zeros(3))
+    with pytest.raises(ValueError, match=r"^z must be 2-D of shape \(n_samples, n_features\), "
+                                         r"got shape \(3,\)$"):
+        losses.student_t_assignment(np.zeros(3), np.zeros((2, 3)))
     for alpha in (0.0, -1.0, inf, True):
         with pytest.raises(ValueError, match="alpha"):
             losses.student_t_assignment(np.zeros((4, 3)), np.zeros((2, 3)), alpha=alpha)
