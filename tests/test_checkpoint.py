@@ -106,6 +106,22 @@ def test_resumed_imsat_reuses_the_saved_vat_radii(data, tmp_path, monkeypatch):
     np.testing.assert_array_equal(resumed.vat_radius_, expected)
 
 
+def test_resumed_imsat_without_vat_equals_uninterrupted(data, tmp_path, monkeypatch):
+    # Without VAT there is no radius to keep: the checkpoint must hold no entry for one
+    # (an entry of None would be an object array, which no checkpoint reader accepts).
+    params = dict(SETTINGS[IMSAT], n_clusters=3, random_state=11, vat=False)
+    reference = IMSAT(**params).fit(data)
+    path = tmp_path / "fit.ckpt.npz"
+    with monkeypatch.context() as patch:
+        _interrupt_after(patch, 3)
+        with pytest.raises(Interrupted):
+            IMSAT(**params, checkpoint=path).fit(data)
+    assert not any(name.startswith("fit/") for name in read_archive(path, "checkpoint")[1])
+    resumed = IMSAT(**params, checkpoint=path).fit(data)
+    np.testing.assert_array_equal(resumed.labels_, reference.labels_)
+    assert resumed.vat_radius_ is None
+
+
 def test_checkpoint_of_other_data_or_settings_is_refused(data, tmp_path):
     path = tmp_path / "fit.npz"
     IMSAT(**SETTINGS[IMSAT], n_clusters=3, random_state=0, checkpoint=path).fit(data)
