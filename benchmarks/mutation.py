@@ -17,9 +17,9 @@ each survivor with its status. Too slow for CI: run it by hand, commit the repor
     python benchmarks/mutation.py --modules npclust.optim --sample 60 --seed 2
     python benchmarks/mutation.py --rerun benchmarks/results/mutation.json
 
-``--rerun`` checks the survivors and timeouts of an earlier report again on the current
-commit (after new tests were added) and records the result in that report under
-``after``.
+``--rerun`` checks what an earlier report's run did not kill (survivors, timeouts, and
+mutants not reached in its time limit) again on the current commit, after new tests
+were added, and records the result in that report under ``after``.
 """
 
 import argparse
@@ -143,18 +143,23 @@ def percent(fraction):
     return "-" if fraction is None else f"{fraction:.1%}"
 
 
+def interval(bounds):
+    return "-" if bounds is None else f"{bounds[0]:.0%}-{bounds[1]:.0%}"
+
+
 def markdown(report):
     lines = [f"Commit {report['commit']}, seed {report['seed']}, {report['minutes']:.0f} minutes in all; "
-             "the last column is the wall time mutmut spent on the module's sample.", "",
-             "| module | mutants | sampled | killed (or timed out) | 95% interval | survived | "
-             "after new tests | minutes |", "|---|---|---|---|---|---|---|---|"]
+             "minutes: the wall time mutmut spent on the module's sample.", "",
+             "| module | mutants | sampled | checked | killed (or timed out) | 95% interval | "
+             "survived | after: checked | after: killed | after: 95% interval | minutes |",
+             "|---|---|---|---|---|---|---|---|---|---|---|"]
     for module, row in report["modules"].items():
-        interval = "-" if row["wilson_95"] is None else \
-            f"{row['wilson_95'][0]:.0%}-{row['wilson_95'][1]:.0%}"
-        after = row.get("after", {}).get("killed_fraction")
-        lines.append(f"| {module} | {row['mutants']} | {row['sampled']} | "
-                     f"{percent(row['killed_fraction'])} | {interval} | {row['survived']} | "
-                     f"{percent(after)} | {row['minutes']:.0f} |")
+        after = row.get("after", {})
+        lines.append(f"| {module} | {row['mutants']} | {row['sampled']} | {row['checked']} | "
+                     f"{percent(row['killed_fraction'])} | {interval(row['wilson_95'])} | "
+                     f"{row['survived']} | {after.get('checked', '-')} | "
+                     f"{percent(after.get('killed_fraction'))} | "
+                     f"{interval(after.get('wilson_95'))} | {row['minutes']:.0f} |")
     return "\n".join(lines) + "\n"
 
 
@@ -183,14 +188,15 @@ def sample_run(args, copy, commit):
 
 
 def rerun(args, copy, commit):
-    """The survivors and timeouts of an earlier report, again: each module's ``after``.
+    """What an earlier report's run did not kill, checked again: each module's ``after``.
 
-    Timeouts are checked again because mutmut's limit is on wall time, and a machine
-    that pauses or is shared can make a mutant that the tests let through time out.
+    That is the survivors, the mutants it did not reach in its time limit, and the
+    timeouts: mutmut's limit is on wall time, and a machine that pauses or is shared
+    can make a mutant that the tests let through time out.
     """
     report = json.loads(Path(args.rerun).read_text())
     again = [name for row in report["modules"].values() for name, status in row["sample"].items()
-             if status not in ("killed", "not checked")]
+             if status != "killed"]
     start = time.monotonic()
     statuses = run_mutants(copy, again, args.minutes) if again else {}
     report["after_minutes"] = (time.monotonic() - start) / 60
@@ -210,7 +216,7 @@ def main(argv=None):
     parser.add_argument("--json", default="", help="write the report here")
     parser.add_argument("--markdown", default="", help="write its table here")
     parser.add_argument("--rerun", default="", metavar="REPORT",
-                        help="check the survivors and timeouts of REPORT again; updates REPORT "
+                        help="check what the run of REPORT did not kill again; updates REPORT "
                         "(or writes --json)")
     args = parser.parse_args(argv)
     with tempfile.TemporaryDirectory() as directory:
