@@ -323,6 +323,13 @@ def test_invalid_hyper_parameter(name, param, value, error, message):
     assert not hasattr(model, "labels_")
 
 
+@pytest.mark.parametrize("name, param", [("imsat", "mu"), ("dec", "weight_decay"), ("dec", "tol"),
+                                         ("idec", "tol")])
+def test_a_zero_where_zero_means_off_is_accepted(name, param):
+    # mu = 0: no class-balance term; weight_decay = 0: none; tol = 0: never stop early.
+    assert make(name, **{param: 0.0}).fit(X_GOOD).labels_.shape == (N_SAMPLES,)
+
+
 @pytest.mark.parametrize("name", NAMES)
 def test_n_clusters_equal_to_n_samples_is_allowed(name):
     X = X_GOOD[:6]

@@ -1,5 +1,7 @@
 """Checkpointed fits: interrupted and resumed ends exactly like uninterrupted; NaN stops cleanly."""
 
+import hashlib
+
 import numpy as np
 import pytest
 
@@ -7,6 +9,7 @@ from npclust.cluster import DEC, IDEC, IMSAT
 from npclust.cluster.training import Progress
 from npclust.datasets import make_blobs
 from npclust.files.archive import read_archive
+from npclust.files.checkpoint import TrainingCheckpoint, data_fingerprint
 
 SETTINGS = {
     IMSAT: dict(hidden_dims=(16,), epochs=6, batch_size=40, n_neighbors=5),
@@ -103,6 +106,22 @@ def test_resumed_imsat_reuses_the_saved_vat_radii(data, tmp_path, monkeypatch):
     np.testing.assert_array_equal(resumed.vat_radius_, expected)
 
 
+def test_resumed_imsat_without_vat_equals_uninterrupted(data, tmp_path, monkeypatch):
+    # Without VAT there is no radius to keep: the checkpoint must hold no entry for one
+    # (an entry of None would be an object array, which no checkpoint reader accepts).
+    params = dict(SETTINGS[IMSAT], n_clusters=3, random_state=11, vat=False)
+    reference = IMSAT(**params).fit(data)
+    path = tmp_path / "fit.ckpt.npz"
+    with monkeypatch.context() as patch:
+        _interrupt_after(patch, 3)
+        with pytest.raises(Interrupted):
+            IMSAT(**params, checkpoint=path).fit(data)
+    assert not any(name.startswith("fit/") for name in read_archive(path, "checkpoint")[1])
+    resumed = IMSAT(**params, checkpoint=path).fit(data)
+    np.testing.assert_array_equal(resumed.labels_, reference.labels_)
+    assert resumed.vat_radius_ is None
+
+
 def test_checkpoint_of_other_data_or_settings_is_refused(data, tmp_path):
     path = tmp_path / "fit.npz"
     IMSAT(**SETTINGS[IMSAT], n_clusters=3, random_state=0, checkpoint=path).fit(data)
@@ -113,6 +132,22 @@ def test_checkpoint_of_other_data_or_settings_is_refused(data, tmp_path):
               checkpoint=path).fit(data)
     with pytest.raises(ValueError, match="different class"):
         DEC(**SETTINGS[DEC], n_clusters=3, random_state=0, checkpoint=path).fit(data)
+
+
+def test_data_fingerprint_is_shape_dtype_and_the_digest_of_the_bytes(data):
+    # Stored in every checkpoint: a change of its form would refuse every earlier
+    # checkpoint as one of "different data".
+    assert data_fingerprint(data) == {
+        "shape": [150, 3], "dtype": "float64",
+        "blake2b": hashlib.blake2b(data.tobytes(), digest_size=16).hexdigest()}
+
+
+def test_a_checkpoint_path_that_became_a_directory_is_refused_as_the_checkpoint(tmp_path):
+    path = tmp_path / "fit.ckpt"
+    checkpoint = TrainingCheckpoint(path, {"class": "IMSAT"})
+    path.mkdir()  # after the check before training, before the first save
+    with pytest.raises(IsADirectoryError, match=r"^checkpoint '.*fit\.ckpt' is a directory"):
+        checkpoint.save({"restart": 0}, np.random.default_rng(0), {})
 
 
 def test_corrupted_checkpoint_is_refused(data, tmp_path):

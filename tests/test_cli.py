@@ -87,7 +87,8 @@ def assert_one_line_error(status, out, err, *fragments, expected_status=2):
     ("empty.csv", ["empty.csv", "no data rows"]),
     ("blank.csv", ["no data rows"]),
     ("header_only.csv", ["no data rows"]),
-    ("nan.csv", ["line 2, column 2", "'nan' is not a finite number"]),
+    ("nan.csv", ["line 2, column 2", "'nan' is not a finite number (NaN and infinity are not "
+                 "accepted; impute or drop missing values first)"]),
     ("inf.csv", ["line 3, column 1", "'-inf' is not a finite number"]),
     ("huge.csv", ["too large for float32", "dtype='float64'"]),
     ("data.txt", ["unsupported file type '.txt'", ".npy, .npz, .csv"]),

@@ -20,6 +20,33 @@ def test_version(capsys):
     assert capsys.readouterr().out.strip() == f"npclust {npclust.__version__}"
 
 
+SUMMARIES = {
+    "demo": "cluster the embedded digits and compare with k-means",
+    "fit": "cluster a data file (.npy, .npz or .csv)",
+    "predict": "label a data file with a saved model",
+    "scan": "suggest a number of clusters: silhouette and stability for each k",
+    "export-reference": "write a model's input, outputs, loss and every gradient for checking "
+                        "a port",
+    "gradcheck": "check every backward pass against finite differences",
+}
+
+
+def test_help_says_what_npclust_and_each_command_do(capsys):
+    assert cli.main(["--help"]) == 0
+    text = " ".join(capsys.readouterr().out.split())
+    assert "Deep clustering in pure NumPy (DEC, IDEC, IMSAT)." in text
+    for name, summary in SUMMARIES.items():
+        assert f"{name} {summary}" in text, name
+        assert cli.main([name, "--help"]) == 0
+        assert summary in " ".join(capsys.readouterr().out.split()), name
+
+
+def test_help_says_what_the_soft_assignments_option_takes(capsys):
+    for command in ("fit", "predict"):
+        assert cli.main([command, "--help"]) == 0
+        assert "--proba CSV" in capsys.readouterr().out
+
+
 def _subcommands():
     parser = cli._parser()
     choices = next(action for action in parser._actions

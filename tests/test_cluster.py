@@ -166,6 +166,15 @@ def test_dec_history_records_label_changes(fitted):
     assert [entry["stage"] for entry in fitted["dec"].history_][:15] == ["pretrain"] * 15
 
 
+def test_dec_label_changes_are_counted_since_the_previous_target_update(blobs):
+    # tol=0 never stops early. The labels of separated blobs settle: from one target
+    # update to the next, none changes (each update compares with the one before it).
+    X, _ = blobs
+    model = FAST["dec"](random_state=0, tol=0.0, max_iter=30).fit(X)
+    changes = [entry["delta_label"] for entry in model.history_ if entry["stage"] == "cluster"]
+    assert changes == [0.0, 0.0, 0.0]
+
+
 def test_idec_gamma_weighs_the_clustering_term(fitted):
     model = fitted["idec"]
     for entry in (e for e in model.history_ if e["stage"] == "cluster"):

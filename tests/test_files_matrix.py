@@ -1,14 +1,18 @@
-"""CSV reading: NumPy's fast parser and the checked line-by-line reader give the same matrix.
+"""Reading data files. CSV: NumPy's fast parser and the checked line-by-line reader give
+the same matrix. ``.npz``: which array is the data. The memory limit of a conversion.
 
 Error messages for malformed files are covered in tests/test_cli.py and
 tests/test_bad_input.py; here, well-formed variants must read identically either way.
 """
 
+import zipfile
+
 import numpy as np
 import pytest
 
+from npclust.files import archive
 from npclust.files import matrix as datafile
-from npclust.files.matrix import read_matrix
+from npclust.files.matrix import DataFileError, read_matrix
 
 ROWS = "1,2.5,-3\n4e-3,5,6\n7,8,+9\n"
 
@@ -67,3 +71,32 @@ def test_large_random_matrix_reads_identically_both_ways(tmp_path):
     fast = read_matrix(path, dtype=np.float64)
     np.testing.assert_array_equal(fast, datafile._read_csv_checked(path))
     np.testing.assert_array_equal(fast, X)
+
+
+def test_npz_data_is_its_array_named_x_else_its_only_array(tmp_path):
+    X = np.arange(6.0).reshape(3, 2)
+    np.savez(tmp_path / "labelled.npz", X=X, y=np.array([0, 1, 0]))
+    np.savez(tmp_path / "single.npz", data=X)
+    for name in ("labelled.npz", "single.npz"):
+        np.testing.assert_array_equal(read_matrix(tmp_path / name, dtype=np.float64), X)
+
+
+def test_npz_arrays_are_named_as_numpy_names_them(tmp_path):
+    # Only a ".npy" suffix is dropped, as np.load does: the refusal lists what np.load shows.
+    path = tmp_path / "two.npz"
+    with zipfile.ZipFile(path, "w") as archive:
+        archive.writestr("a.npy", b"")
+        archive.writestr("notes.txt", b"")
+    assert sorted(np.load(path).files) == ["a", "notes.txt"]
+    with pytest.raises(DataFileError, match=r"holds arrays \['a', 'notes.txt'\];"):
+        read_matrix(path)
+
+
+def test_conversion_limit_counts_the_bytes_of_the_target_dtype(tmp_path, monkeypatch):
+    # A mapped float64 file is copied to convert it: 1000 x 200 float32 values take
+    # 800 kB, within the 1 MB limit set here, although the float64 file holds 1.6 MB.
+    monkeypatch.setattr(archive, "available_memory", lambda: 2_000_000)
+    path = tmp_path / "big.npy"
+    np.save(path, np.ones((1000, 200)))
+    data = read_matrix(path, dtype=np.float32, mmap=True)
+    assert data.dtype == np.float32 and data.shape == (1000, 200)

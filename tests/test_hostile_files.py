@@ -158,7 +158,8 @@ def test_model_arrays_beyond_the_memory_limit_are_refused(saved, tmp_path, monke
     path = write_members(tmp_path / "big.npz", members)
     with pytest.raises(ValueError) as error:
         bounded(lambda: load(path), limit_bytes=2 << 20)
-    assert_one_line(error, "declares", "bytes of arrays, more than")
+    assert_one_line(error, "declares", "bytes of arrays, more than",
+                    "bytes npclust reads from one file (half the available memory)")
 
 
 def test_model_member_declaring_a_huge_shape_is_refused_before_allocation(saved, tmp_path):
@@ -364,6 +365,23 @@ def test_malformed_checkpoint_arrays_are_one_line(data, checkpoint, name, value)
     with pytest.raises(ValueError) as error:
         IMSAT(**params, checkpoint=path).fit(data)
     assert_one_line(error, "fit.ckpt", "corrupted")
+
+
+def test_a_checkpoint_header_without_its_sections_says_what_it_lacks(data, checkpoint):
+    path, params = checkpoint
+    _edit_checkpoint(path, lambda header: {"kind": "checkpoint", "format_version": 2})
+    with pytest.raises(ValueError) as error:
+        IMSAT(**params, checkpoint=path).fit(data)
+    assert_one_line(error, "is corrupted (its header lacks identity, progress or random state)")
+
+
+def test_a_long_array_name_in_a_checkpoint_is_cut_to_60_characters(data, checkpoint):
+    path, params = checkpoint
+    name = "model/" + "w" * 100
+    _edit_checkpoint(path, arrays={name: np.zeros(2, dtype=complex)})
+    with pytest.raises(ValueError) as error:
+        IMSAT(**params, checkpoint=path).fit(data)
+    assert_one_line(error, f"array {name[:60]!r} has dtype complex128, not numbers")
 
 
 def test_an_intact_checkpoint_still_resumes(data, checkpoint):

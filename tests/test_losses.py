@@ -85,7 +85,8 @@ def test_cross_entropy_extreme_logits():
         (np.zeros((3, 2)), np.array([0, -1, 1]), ValueError, r"labels must lie in \[0, 2\)"),
         (np.zeros((3, 2)), np.array([0, 1]), ValueError, "3 rows but labels has 2"),
         (np.zeros((3, 2)), np.zeros((3, 1), int), ValueError, "labels must be 1-D"),
-        (np.zeros(3), np.array([0, 1, 0]), ValueError, r"logits must be 2-D of shape \(n_samples,"),
+        (np.zeros(3), np.array([0, 1, 0]), ValueError,
+         r"logits must be 2-D of shape \(n_samples, n_classes\), got shape \(3,\)"),
         (np.zeros((3, 2)), np.array([0.0, 1.0, 0.0]), TypeError, "integer"),
     ],
 )
@@ -268,6 +269,9 @@ def test_student_t_assignment_validation():
         losses.student_t_assignment(np.zeros((4, 3)), np.zeros((2, 2)))
     with pytest.raises(ValueError, match=r"centers must be 2-D of shape \(n_clusters, n_feat"):
         losses.student_t_assignment(np.zeros((4, 3)), np.zeros(3))
+    with pytest.raises(ValueError, match=r"^z must be 2-D of shape \(n_samples, n_features\), "
+                                         r"got shape \(3,\)$"):
+        losses.student_t_assignment(np.zeros(3), np.zeros((2, 3)))
     for alpha in (0.0, -1.0, inf, True):
         with pytest.raises(ValueError, match="alpha"):
             losses.student_t_assignment(np.zeros((4, 3)), np.zeros((2, 3)), alpha=alpha)

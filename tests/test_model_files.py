@@ -18,7 +18,7 @@ from raw_archive import header_of, members_of
 import npclust
 from npclust.cluster import DEC, IDEC, IMSAT, KMeans, SpectralClustering, load
 from npclust.datasets import make_blobs
-from npclust.files.archive import FORMAT_VERSION, atomic_write
+from npclust.files.archive import FORMAT_VERSION, ArchiveError, atomic_write, read_archive
 from npclust.validation import NotFittedError
 
 # Small settings that train in a fraction of a second and still separate the blobs.
@@ -233,7 +233,8 @@ def test_load_refuses_corrupted_weights(saved, tmp_path):
     data[start:start + 8] = bytes(255 - b for b in data[start:start + 8])
     path = tmp_path / "model.npz"
     path.write_bytes(bytes(data))
-    with pytest.raises(ValueError, match="corrupted"):
+    with pytest.raises(ValueError, match=r"truncated or corrupted \(BadZipFile: Bad CRC-32 for "
+                                         r"file 'module/network_/0\.weight\.npy'\)"):
         load(path)
 
 
@@ -494,6 +495,27 @@ def test_format1_model_files_load_and_predict_as_they_did(name):
     model = load(FORMAT1 / f"{name}.npz")
     np.testing.assert_array_equal(model.predict_proba(X), np.array(expected["proba"], dtype=np.float32))
     np.testing.assert_array_equal(model.predict(X), expected["labels"])
+
+
+def test_format1_port_reference_is_refused_naming_its_version(tmp_path):
+    # None was kept: its header member is what tells one apart. There is no fit to
+    # delete it for, unlike a checkpoint.
+    path = tmp_path / "reference.npz"
+    np.savez(path, __reference__=np.array("{}"))
+    with pytest.raises(ValueError) as error:
+        load(path)
+    assert str(error.value) == (f"{str(path)!r} is a port reference file of format version 1 "
+                                f"(npclust 0.1), which this npclust (format {FORMAT_VERSION}) "
+                                "does not read")
+
+
+def test_what_the_check_of_read_archive_refuses_names_the_file(saved):
+    def check(header, shapes):
+        raise ValueError("no such class")
+
+    with pytest.raises(ArchiveError) as error:
+        read_archive(saved["kmeans"], "model", check=check)
+    assert str(error.value) == f"{str(saved['kmeans'])!r}: no such class"
 
 
 def test_format1_checkpoint_is_refused_naming_its_version(tmp_path):

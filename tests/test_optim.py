@@ -423,7 +423,9 @@ def test_fused_adam_on_a_large_flat_buffer_equals_the_plain_rule(dtype, optimize
         (lambda p: SGD(p, lr=float("nan")), "nan"),
         (lambda p: SGD(p, lr=0.1, momentum=-0.5), "-0.5"),
         (lambda p: SGD(p, lr=0.1, weight_decay=-1.0), "-1.0"),
-        (lambda p: SGD(p, lr=0.1, nesterov=True), "Nesterov"),
+        (lambda p: SGD(p, lr=0.1, nesterov=True),
+         r"^Nesterov momentum requires a momentum and zero dampening, got momentum=0\.0, "
+         r"dampening=0\.0$"),
         (lambda p: SGD(p, lr=0.1, momentum=0.9, dampening=0.1, nesterov=True), "Nesterov"),
         (lambda p: Adam(p, lr=-1e-3), "-0.001"),
         (lambda p: Adam(p, betas=(1.0, 0.999)), "index 0: 1.0"),

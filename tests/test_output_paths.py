@@ -143,6 +143,18 @@ def _command(argv, **kwargs):
                           capture_output="stdout" not in kwargs, timeout=60, **kwargs)
 
 
+def test_a_descriptor_path_is_written_through_the_descriptor_at_its_offset(tmp_path):
+    # In this process, unlike the command below: mutmut sees only what a test reaches
+    # in the process running it. Reopening /dev/fd/N would write from offset 0 instead.
+    log = tmp_path / "log.txt"
+    log.write_bytes(b"earlier line\n")
+    with open(log, "ab") as appended:
+        path = f"/dev/fd/{appended.fileno()}"
+        assert check_output_path(path) == "descriptor"
+        atomic_write(path, lambda file: file.write(b"labels\n"))
+    assert log.read_bytes() == b"earlier line\nlabels\n"
+
+
 def test_dev_stdout_of_a_pipe_and_of_an_appended_file(data, tmp_path):
     # The command's standard output is a pipe or a file this test made, never a terminal.
     result = _command(fit_argv(data, "--output", "/dev/stdout"))
@@ -199,6 +211,39 @@ def test_a_socket_is_refused(model):
             server.close()
     finally:
         shutil.rmtree(directory)
+
+
+def test_a_block_device_is_refused_naming_what_it_is(tmp_path, monkeypatch):
+    # No block-device node is safe to make, even here (a write would reach a real disk),
+    # so the status of one path is made up instead.
+    target = tmp_path / "disk"
+    real_stat = os.stat
+
+    def stat_of_a_block_device(path, *args, **kwargs):
+        if os.fspath(path) == str(target):
+            return os.stat_result((stat.S_IFBLK | 0o660,) + (0,) * 9)
+        return real_stat(path, *args, **kwargs)
+
+    monkeypatch.setattr(os, "stat", stat_of_a_block_device)
+    with pytest.raises(OSError, match="disk' is a block device; npclust writes only regular"):
+        check_output_path(target)
+
+
+def test_atomic_write_calls_its_target_output_unless_told(tmp_path):
+    with pytest.raises(IsADirectoryError, match=r"^output '.*' is a directory"):
+        atomic_write(tmp_path, lambda file: file.write(b"x"))
+
+
+def test_the_umask_is_read_without_changing_it_where_proc_is_missing(monkeypatch):
+    def no_proc(*args, **kwargs):
+        raise FileNotFoundError("no /proc here")
+
+    monkeypatch.setattr(output, "open", no_proc, raising=False)
+    previous = os.umask(0o027)
+    try:
+        assert output._umask() == 0o027
+    finally:
+        assert os.umask(previous) == 0o027  # and left as it was
 
 
 def test_a_missing_parent_or_a_file_as_parent_is_refused(model, tmp_path):
@@ -360,6 +405,18 @@ def test_the_command_restores_the_previous_sigterm_handler(data, capsys):
     assert signal.getsignal(signal.SIGTERM) is before
 
 
+def test_the_command_runs_outside_the_main_thread_without_a_sigterm_handler(data, tmp_path):
+    # Python lets only the main thread set a handler; a program may call main() from
+    # another thread, and it must then still work.
+    results = []
+    thread = threading.Thread(target=lambda: results.append(
+        main([str(arg) for arg in fit_argv(data, "--output", tmp_path / "labels.csv")])))
+    thread.start()
+    thread.join(timeout=60)
+    assert results == [0]
+    assert len((tmp_path / "labels.csv").read_text().splitlines()) == 41
+
+
 # ------------------------------------------------ a failed save loses nothing
 def test_labels_reach_standard_output_when_saving_fails(data, tmp_path, capsys, monkeypatch):
     from npclust.cluster import base
@@ -463,7 +520,8 @@ def test_a_read_only_directory_fails_the_command_before_training(data, tmp_path,
 # ------------------------------------------------------- more hostile paths
 @pytest.mark.parametrize("name, error, message", [
     ("", FileNotFoundError, "the path is empty"),
-    ("out/", IsADirectoryError, "ends with a separator"),
+    ("out/", IsADirectoryError, "'out/' ends with a separator, so names a directory; give a "
+                                "file name$"),
 ])
 def test_an_empty_path_or_a_directory_name_is_refused(model, tmp_path, monkeypatch, name, error,
                                                       message):

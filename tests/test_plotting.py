@@ -55,6 +55,18 @@ def test_cli_fit_plot(blobs, tmp_path):
     assert (tmp_path / "fit.png").read_bytes()[:4] == b"\x89PNG"
 
 
+def test_cli_scan_plot(blobs, tmp_path, capsys):
+    pytest.importorskip("matplotlib")
+    from npclust.cli import main
+
+    X, _ = blobs
+    np.save(tmp_path / "X.npy", X)
+    assert main(["scan", str(tmp_path / "X.npy"), "--n-clusters", "2:3", "--resamples", "2",
+                 "--set", "n_init=1", "--plot", str(tmp_path / "scan.png")]) == 0
+    assert (tmp_path / "scan.png").read_bytes()[:4] == b"\x89PNG"
+    assert "plot written to" in capsys.readouterr().err
+
+
 def test_missing_matplotlib_is_a_clear_error(blobs, tmp_path, monkeypatch):
     import builtins
 

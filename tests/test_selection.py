@@ -71,3 +71,12 @@ def test_scan_command_prints_the_table_and_the_suggestion(tmp_path, capsys):
     assert len([line for line in out.splitlines() if line.strip()[:1].isdigit()]) == 5
     assert main(["scan", str(path), "--n-clusters", "two:six"]) == 2
     assert "FIRST:LAST" in capsys.readouterr().err
+
+
+def test_scan_command_tries_2_to_15_clusters_unless_told(tmp_path, capsys):
+    X, _ = make_blobs(n_samples=60, centers=3, random_state=0)
+    path = tmp_path / "X.npy"
+    np.save(path, X)
+    assert main(["scan", str(path), "--resamples", "2", "--set", "n_init=1"]) == 0
+    rows = [line for line in capsys.readouterr().out.splitlines() if line.strip()[:1].isdigit()]
+    assert [int(row.split()[0]) for row in rows] == list(range(2, 16))
