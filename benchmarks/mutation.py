@@ -83,9 +83,14 @@ def run_mutants(copy, names, minutes):
     group is killed; mutants it did not reach stay "not checked".
     """
     log = copy / "mutmut.log"
+    # mutmut forks each mutant's test run from the process that ran the whole suite. A
+    # thread pool made there has no threads in the fork, and waits for them forever:
+    # dask's threaded scheduler and torch's OpenMP team did, so neither starts one.
+    environment = dict(os.environ, DASK_SCHEDULER="synchronous", OMP_NUM_THREADS="1")
     with open(log, "ab") as out:
         process = subprocess.Popen(["mutmut", "run", "--max-children", "1", *names], cwd=copy,
-                                   stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
+                                   env=environment, stdout=out, stderr=subprocess.STDOUT,
+                                   start_new_session=True)
         try:
             failed = process.wait(timeout=minutes * 60) != 0
         except subprocess.TimeoutExpired:
