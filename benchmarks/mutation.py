@@ -83,9 +83,14 @@ def run_mutants(copy, names, minutes):
     group is killed; mutants it did not reach stay "not checked".
     """
     log = copy / "mutmut.log"
+    # mutmut forks each mutant's test run from the process that ran the whole suite. A
+    # thread pool made there has no threads in the fork, and waits for them forever:
+    # dask's threaded scheduler and torch's OpenMP team did, so neither starts one.
+    environment = dict(os.environ, DASK_SCHEDULER="synchronous", OMP_NUM_THREADS="1")
     with open(log, "ab") as out:
         process = subprocess.Popen(["mutmut", "run", "--max-children", "1", *names], cwd=copy,
-                                   stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
+                                   env=environment, stdout=out, stderr=subprocess.STDOUT,
+                                   start_new_session=True)
         try:
             failed = process.wait(timeout=minutes * 60) != 0
         except subprocess.TimeoutExpired:
@@ -147,6 +152,13 @@ def interval(bounds):
     return "-" if bounds is None else f"{bounds[0]:.0%}-{bounds[1]:.0%}"
 
 
+def killed(row):
+    """The killed fraction, and how many of the kills were timeouts (which can be false)."""
+    if not row["timeout"]:
+        return percent(row["killed_fraction"])
+    return f"{percent(row['killed_fraction'])} ({row['timeout']} timed out)"
+
+
 def markdown(report):
     lines = [f"Commit {report['commit']}, seed {report['seed']}, {report['minutes']:.0f} minutes in all; "
              "minutes: the wall time mutmut spent on the module's sample.", "",
@@ -156,9 +168,9 @@ def markdown(report):
     for module, row in report["modules"].items():
         after = row.get("after", {})
         lines.append(f"| {module} | {row['mutants']} | {row['sampled']} | {row['checked']} | "
-                     f"{percent(row['killed_fraction'])} | {interval(row['wilson_95'])} | "
+                     f"{killed(row)} | {interval(row['wilson_95'])} | "
                      f"{row['survived']} | {after.get('checked', '-')} | "
-                     f"{percent(after.get('killed_fraction'))} | "
+                     f"{killed(after) if after else '-'} | "
                      f"{interval(after.get('wilson_95'))} | {row['minutes']:.0f} |")
     return "\n".join(lines) + "\n"
 
