@@ -226,27 +226,31 @@ def test_predict_in_chunks_matches_whole(fitted, blobs, monkeypatch):
     np.testing.assert_allclose(fitted["imsat"].predict_proba(X), whole, rtol=1e-6, atol=1e-7)
 
 
+@pytest.mark.parametrize("init", ["spectral", "spectral_input"])
 @pytest.mark.parametrize("estimator", [DEC, IDEC])
 def test_spectral_init_starts_each_center_at_the_mean_code_of_its_spectral_cluster(
-        estimator, monkeypatch):
+        estimator, init, monkeypatch):
     from npclust.cluster import dec as dec_module
     from npclust.cluster.training import Run
 
+    # Codes and inputs with different cluster structure, so which one was clustered shows.
     codes, _ = make_blobs(n_samples=90, n_features=2, centers=3, random_state=3)
+    X, _ = make_blobs(n_samples=90, n_features=4, centers=3, random_state=4)
     seen = {}
     original = dec_module.spectral_clustering
 
-    def recording(z, n_clusters, **kwargs):
-        seen["labels"] = original(z, n_clusters, **kwargs)
+    def recording(features, n_clusters, **kwargs):
+        seen["features"] = features
+        seen["labels"] = original(features, n_clusters, **kwargs)
         return seen["labels"]
 
     monkeypatch.setattr(dec_module, "spectral_clustering", recording)
     monkeypatch.setattr(dec_module, "evaluate", lambda encoder, X: codes)
-    model = estimator(n_clusters=3, hidden_dims=(8,), latent_dim=2, init="spectral",
-                      dtype="float64")
-    run = Run(model._build_model(4, np.random.default_rng(0)), np.zeros((90, 4)), None,
+    model = estimator(n_clusters=3, hidden_dims=(8,), latent_dim=2, init=init, dtype="float64")
+    run = Run(model._build_model(4, np.random.default_rng(0)), X, None,
               np.random.default_rng(0), {})
     _, labels, _ = model._initial_centers(run)
+    np.testing.assert_array_equal(seen["features"], X if init == "spectral_input" else codes)
     np.testing.assert_array_equal(labels, seen["labels"])
     assert set(labels) == {0, 1, 2}
     np.testing.assert_allclose(run.model["centers"].data,
@@ -258,35 +262,6 @@ def test_spectral_init_fits_end_to_end():
     model = DEC(n_clusters=3, hidden_dims=(8,), latent_dim=2, pretrain_epochs=2, max_iter=5,
                 update_interval=5, init="spectral", random_state=0).fit(X)
     assert set(model.labels_) <= {0, 1, 2} and model.get_params()["init"] == "spectral"
-
-
-@pytest.mark.parametrize("estimator", [DEC, IDEC])
-def test_spectral_input_init_clusters_the_inputs_and_centers_the_codes(estimator, monkeypatch):
-    from npclust.cluster import dec as dec_module
-    from npclust.cluster.training import Run
-
-    X, _ = make_blobs(n_samples=90, n_features=4, centers=3, random_state=3)
-    codes = np.random.default_rng(1).standard_normal((90, 2))
-    seen = {}
-    original = dec_module.spectral_clustering
-
-    def recording(features, n_clusters, **kwargs):
-        seen["features"] = features
-        seen["labels"] = original(features, n_clusters, **kwargs)
-        return seen["labels"]
-
-    monkeypatch.setattr(dec_module, "spectral_clustering", recording)
-    monkeypatch.setattr(dec_module, "evaluate", lambda encoder, X: codes)
-    model = estimator(n_clusters=3, hidden_dims=(8,), latent_dim=2, init="spectral_input",
-                      dtype="float64")
-    run = Run(model._build_model(4, np.random.default_rng(0)), X, None,
-              np.random.default_rng(0), {})
-    _, labels, _ = model._initial_centers(run)
-    assert seen["features"] is X
-    np.testing.assert_array_equal(labels, seen["labels"])
-    assert set(labels) == {0, 1, 2}
-    np.testing.assert_allclose(run.model["centers"].data,
-                               np.stack([codes[labels == j].mean(axis=0) for j in range(3)]))
 
 
 def test_unknown_init_is_refused_naming_the_options():
