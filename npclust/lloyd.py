@@ -166,14 +166,13 @@ def _reassign(X, centers, X_squared_norms, labels, upper, lower, slack, sums):
         new_labels, closest, second_closest = _assign(X[suspects], centers,
                                                       X_squared_norms[suspects])
     upper[suspects], lower[suspects] = _distance_bounds(closest, second_closest)
-    changed = new_labels != labels[suspects]
-    moved = suspects[changed]
+    moved = suspects[new_labels != labels[suspects]]
+    sources = labels[moved]
+    labels[suspects] = new_labels
     if moved.size > X.shape[0] // 4:
-        labels[suspects] = new_labels
         sums[...] = _cluster_sums(X, labels, sums.shape[0])
     else:
-        _move_points(sums, X, moved, labels[moved], new_labels[changed])
-        labels[suspects] = new_labels
+        _move_points(sums, X, moved, sources, labels[moved])
     return moved.size
 
 
