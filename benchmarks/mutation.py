@@ -36,8 +36,8 @@ from collections import Counter
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
-# npclust.lloyd and npclust.cluster.kmeans are left out while they are being rewritten.
 MODULES = ["npclust.cluster.imsat", "npclust.cluster.dec", "npclust.cluster.training",
+           "npclust.cluster.kmeans", "npclust.lloyd", "npclust.cluster.spectral_clustering",
            "npclust.losses", "npclust.optim", "npclust.files.archive",
            "npclust.files.checkpoint", "npclust.files.matrix", "npclust.files.output",
            "npclust.cli"]
