@@ -6,7 +6,7 @@ spectral clustering's last step (:mod:`npclust.spectral`).
 
 import numpy as np
 
-from .validation import check_random_state
+from .validation import check_random_state, largest_magnitude
 
 __all__ = ["kmeans", "squared_distances", "power_of_two_scale"]
 
@@ -289,8 +289,7 @@ def _mean_feature_variance(X):
 
 def _check_magnitude(X):
     """Refuse data whose squared distances would overflow float64 (|x| beyond ~1e150)."""
-    # max(|x|) without the temporary array np.abs(X) would allocate.
-    largest = max(float(X.max()), -float(X.min())) if X.size else 0.0
+    largest = largest_magnitude(X)
     if largest * largest * X.shape[1] > np.finfo(np.float64).max / 16:
         raise ValueError(
             f"X has values up to {largest:.3g}, too large for squared distances in float64; "
@@ -322,7 +321,7 @@ def power_of_two_scale(*arrays):
     -------
     float
     """
-    largest = max((max(float(a.max()), -float(a.min())) for a in arrays if a.size), default=0.0)
+    largest = largest_magnitude(*arrays)
     low, high = _SAFE_RANGE.get(arrays[0].dtype, (0.0, np.inf))
     if largest == 0.0 or low <= largest <= high:
         return 1.0

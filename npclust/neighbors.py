@@ -14,7 +14,7 @@ of a reference set (the training samples) lie nearest to each new sample.
 
 import numpy as np
 
-from .validation import check_array, check_integer
+from .validation import check_array, check_integer, largest_magnitude
 
 __all__ = ["kth_neighbor_distance", "nearest_neighbors"]
 
@@ -408,7 +408,7 @@ def nearest_neighbors(queries, reference, n_neighbors):
                          f"{reference.shape[1]}; they must have the same")
     n_reference = reference.shape[0]
     n_neighbors = check_integer(n_neighbors, "n_neighbors", 1, n_reference)
-    largest = max(_largest_magnitude(queries), _largest_magnitude(reference))
+    largest = largest_magnitude(queries, reference)
     exponent = np.frexp(largest)[1] - 1 if largest > 0 else 0
     scale = np.ldexp(1.0, min(-int(exponent), _MAX_EXPONENT))
     mean = reference.mean(axis=0, dtype=np.float64) * scale
@@ -440,7 +440,3 @@ def _floating(X, name):
     dtype = np.float32 if getattr(X, "dtype", None) == np.float32 else np.float64
     return check_array(X, name=name, dtype=dtype)
 
-
-def _largest_magnitude(X):
-    """``max(|X|)`` as a Python float, without the temporary array ``np.abs(X)``."""
-    return max(float(X.max()), -float(X.min()))

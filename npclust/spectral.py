@@ -33,7 +33,7 @@ import scipy.sparse as sp
 from scipy.sparse.linalg import LinearOperator, eigsh
 
 from .lloyd import kmeans
-from .validation import check_array, check_integer, check_option, check_random_state
+from .validation import check_array, check_integer, check_option, check_random_state, largest_magnitude
 
 __all__ = ["knn_affinity", "normalized_laplacian", "normalized_cut", "spectral_embedding",
            "spectral_clustering", "coassociation", "coassociation_embedding",
@@ -158,7 +158,7 @@ def _in_safe_range(X):
     """``X``, or ``X`` times the power of two that brings its largest absolute value into
     [1, 2) when that value is outside the safe range. The graph does not change: its
     weights depend on ratios of distances only, and the factor is exact."""
-    largest = max(float(X.max()), -float(X.min()))
+    largest = largest_magnitude(X)
     exponent = int(np.frexp(largest)[1]) - 1
     if largest == 0.0 or abs(exponent) <= _SAFE_EXPONENT:
         return X

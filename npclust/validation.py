@@ -12,7 +12,7 @@ import numpy as np
 
 __all__ = ["NotFittedError", "check_array", "check_is_fitted", "check_positive", "check_integer",
            "check_layer_widths",
-           "check_option", "check_random_state"]
+           "check_option", "check_random_state", "largest_magnitude"]
 
 # Finiteness is checked in row chunks so a large (possibly memory-mapped) input
 # never needs a full-size boolean temporary.
@@ -392,3 +392,21 @@ def check_random_state(seed):
     if seed < 0:
         raise ValueError(f"random_state must be a non-negative int, got {seed}")
     return np.random.default_rng(int(seed))
+
+
+def largest_magnitude(*arrays):
+    """``max(|x|)`` over the elements of ``arrays`` as a Python float (0.0 if all are empty).
+
+    Taken as ``max(X.max(), -X.min())``, without the temporary array ``np.abs(X)``
+    would allocate: the range checks that call it run on whole, possibly memory-mapped,
+    data sets.
+
+    Parameters
+    ----------
+    *arrays : ndarray
+
+    Returns
+    -------
+    float
+    """
+    return max((max(float(a.max()), -float(a.min())) for a in arrays if a.size), default=0.0)

@@ -153,7 +153,11 @@ def test_lloyd_with_bounds_and_carried_sums_follows_the_plain_iterations(seed, d
     # Overlapping clusters and a bad start: many iterations, most moving few points,
     # so the bounds skip most points and the carried sums are corrected many times.
     n_clusters = 3 + 2 * seed
-    X = np.concatenate([rng.standard_normal((150, 3 + seed)) + 1.5 * shift
+    # Multiples of 1/16: every cluster sum is then exact in float32 too, whatever order
+    # the BLAS kernel adds in, so a float32 run can follow the float64 iterations exactly
+    # (with sums rounded in float32, one kernel's centers differed by an ulp and a
+    # near-tie point moved one iteration later).
+    X = np.concatenate([np.round(16 * (rng.standard_normal((150, 3 + seed)) + 1.5 * shift)) / 16
                         for shift in range(n_clusters)]).astype(dtype)
     start = X[:n_clusters] + dtype(0.01)
     measured = []
