@@ -25,8 +25,13 @@ Lightning's Trainer and LightningModule):
     Optional: arrays computed once from the data before the first restart (IMSAT's
     VAT radii), kept in checkpoints so a resumed fit does not recompute them.
 
+Stages marked ``kept_only`` come last and are not run by every restart: once all
+restarts have run the other stages and one is kept, only that one is trained on by
+them (short restarts suffice to rank runs by the objective; IMSAT's ``restart_epochs``).
+
 Randomness is drawn in one fixed order (networks, then each stage's shuffles and
-noise), so a fixed ``random_state`` gives bit-for-bit identical fits, resumed or not.
+noise, restart after restart, then the kept stages'), so a fixed ``random_state``
+gives bit-for-bit identical fits, resumed or not.
 """
 
 import logging
@@ -75,6 +80,10 @@ class Stage:
         ``begin(run)``, once when the stage starts (not when it is resumed).
     steps_per_unit : int, default=1
         Relative cost of one unit, for the time-remaining estimate.
+    kept_only : bool, default=False
+        Run only on the restart kept by the objective, after every restart has run the
+        other stages (with a fresh optimizer and batch stream, built as for any stage).
+        Such stages must come after all the others.
     """
 
     name: str
@@ -85,10 +94,11 @@ class Stage:
     optimizer: Optional[Callable] = None
     begin: Optional[Callable] = None
     steps_per_unit: int = 1
+    kept_only: bool = False
 
 
 class Run:
-    """What one restart's stages work on.
+    """What one restart's stages work on (or the kept restart's ``kept_only`` stages).
 
     Attributes
     ----------
@@ -316,6 +326,9 @@ class Progress:
 def fit_restarts(estimator, X, y, rng):
     """Train ``estimator`` on ``X``: every restart, every stage, and set its fitted attributes.
 
+    Each restart runs the stages that are not ``kept_only``; the restart with the
+    lowest objective is kept and, if there are ``kept_only`` stages, trained on by them.
+
     Parameters
     ----------
     estimator : ClusteringEstimator
@@ -331,27 +344,38 @@ def fit_restarts(estimator, X, y, rng):
     FloatingPointError
         A loss became NaN or infinite; the estimator keeps the weights of the last
         completed unit (and is fitted with them if they can cluster yet).
+    ValueError
+        The estimator's stages put a ``kept_only`` stage before another one, or the
+        checkpoint does not fit this fit.
     """
-    name = type(estimator).__name__
+    name, n_init = type(estimator).__name__, estimator.n_init
+    stages = estimator._stages(X.shape[0])
+    # stages[:n_restart_stages] train every restart, the rest only the kept one.
+    n_restart_stages = next((index for index, stage in enumerate(stages) if stage.kept_only),
+                            len(stages))
+    if not all(stage.kept_only for stage in stages[n_restart_stages:]):
+        raise ValueError(f"{name}._stages() puts a kept_only stage before one that every "
+                         "restart runs; kept_only stages must come last")
     checkpoint = _open_checkpoint(estimator, X)
     saved = checkpoint.load() if checkpoint else None
-    position, saved_arrays = _resume_position(saved, estimator.n_init, checkpoint)
+    position, saved_arrays = _resume_position(saved, stages, n_restart_stages, n_init, checkpoint)
     fit_arrays = estimator._fit_arrays(X, _unprefixed("fit", saved_arrays))
-    stages = estimator._stages(X.shape[0])
-    if saved and not (position["stage"] < len(stages)
-                      and position["unit"] <= stages[position["stage"]].n_units):
-        raise ValueError(f"checkpoint {str(checkpoint.path)!r} is corrupted (its training "
-                         "position lies beyond the fit)")
-    steps_per_restart = sum(stage.n_units * stage.steps_per_unit for stage in stages)
-    done_steps = 0 if saved is None else position["restart"] * steps_per_restart + sum(
-        stage.n_units * stage.steps_per_unit for stage in stages[:position["stage"]]
-    ) + position["unit"] * stages[position["stage"]].steps_per_unit
-    progress = Progress(estimator.verbose, y, estimator.n_init * steps_per_restart, done_steps)
+    steps_per_restart = _steps(stages[:n_restart_stages])
+    done_steps = 0
+    if saved:
+        # Position restart == n_init is the kept stages' phase, after every restart.
+        phase_start = 0 if position["restart"] < n_init else n_restart_stages
+        done_steps = (position["restart"] * steps_per_restart
+                      + _steps(stages[phase_start:position["stage"]])
+                      + position["unit"] * stages[position["stage"]].steps_per_unit)
+    progress = Progress(estimator.verbose, y,
+                        n_init * steps_per_restart + _steps(stages[n_restart_stages:]), done_steps)
     if saved:
         stage = stages[position["stage"]]
-        report(estimator.verbose, f"resuming from {str(checkpoint.path)!r}: restart "
-               f"{position['restart'] + 1}/{estimator.n_init}, {stage.name} {stage.unit} "
-               f"{position['unit']} of {stage.n_units} done "
+        where = (f"restart {position['restart'] + 1}/{n_init}" if position["restart"] < n_init
+                 else f"kept restart {position['best']['restart'] + 1}/{n_init}")
+        report(estimator.verbose, f"resuming from {str(checkpoint.path)!r}: {where}, "
+               f"{stage.name} {stage.unit} {position['unit']} of {stage.n_units} done "
                f"({100 * done_steps / progress.total_steps:.0f}% of the fit)")
     best = position["best"]
     best_arrays = _unprefixed("best", saved_arrays)
@@ -373,31 +397,35 @@ def fit_restarts(estimator, X, y, rng):
                          "stage_done": stage_done, "history": history, "best": best,
                          "finished": finished, "stopped": reason}, rng, arrays)
 
-    for restart in range(position["restart"], estimator.n_init):
-        run = Run(estimator._build_model(X.shape[1], rng), X, y, rng, fit_arrays)
-        resuming = saved is not None and restart == position["restart"]
-        history, first_stage, reason = [], 0, "no training needed"
-        if resuming:
+    def run_stages(run, restart, first_stage, stop_stage, shown_restart, history):
+        """Run ``stages[first_stage:stop_stage]`` on ``run`` unit by unit; return the
+        history and why the last stage ended.
+
+        ``restart`` is the position saved after every unit; the run resumes from the
+        checkpoint instead if that is where it stopped. History entries and progress
+        lines name the restart ``shown_restart``.
+        """
+        reason = "no training needed"
+        if saved is not None and restart == position["restart"]:
             _restore(checkpoint, load_model_state, run.model, _unprefixed("model", saved_arrays))
             rng.bit_generator.state = position["rng_state"]
             history, first_stage = position["history"], position["stage"]
             reason = position.get("stopped", reason)
-        for stage_index in range(first_stage, len(stages)):
+        for stage_index in range(first_stage, stop_stage):
             stage = stages[stage_index]
-            label = (f"restart {restart + 1}/{estimator.n_init} {stage.name}"
-                     if estimator.n_init > 1 else stage.name)
+            label = f"restart {shown_restart + 1}/{n_init} {stage.name}" if n_init > 1 else stage.name
             run.optimizer = stage.optimizer(run.model) if stage.optimizer else None
             run.batches = (BatchStream(X.shape[0], stage.batch_size, rng)
                            if stage.batch_size else None)
             unit, stage_done = 0, False
-            if resuming and stage_index == first_stage:
+            if saved is not None and (restart, stage_index) == (position["restart"],
+                                                                 position["stage"]):
                 unit, stage_done = position["unit"], position["stage_done"]
                 _restore(checkpoint, _load_stage_state, run, saved_arrays)
             else:
                 run.variables = {}
                 if stage.begin:
                     stage.begin(run)
-            resuming = False
             while not stage_done and unit < stage.n_units:
                 last_good = model_state(run.model)
                 values, labels, stop = stage.run_unit(run)
@@ -415,6 +443,11 @@ def fit_restarts(estimator, X, y, rng):
                 if stage_done:
                     reason = stop or f"{stage.n_units} {stage.unit}s of {stage.name} done"
                 save(restart, stage_index, unit, stage_done, run, history, reason)
+        return history, reason
+
+    for restart in range(position["restart"], n_init):
+        run = Run(estimator._build_model(X.shape[1], rng), X, y, rng, fit_arrays)
+        history, reason = run_stages(run, restart, 0, n_restart_stages, restart, [])
         evaluation = estimator._objective(run.model, X)
         objective = evaluation[0]
         finished.append(history)
@@ -426,14 +459,26 @@ def fit_restarts(estimator, X, y, rng):
         # Free this restart's networks, gradients and optimizer moments before the
         # next restart builds its own, rather than holding both at once.
         del run
-    if estimator.n_init > 1:
-        report(estimator.verbose, f"kept restart {best['restart'] + 1}/{estimator.n_init}: "
-               f"lowest objective {best['objective']:.4f}")
+    if n_init > 1:
+        report(estimator.verbose, f"kept restart {best['restart'] + 1}/{n_init}: lowest "
+               f"objective {best['objective']:.4f}"
+               + ("; training it on" if n_restart_stages < len(stages) else ""))
     model = estimator._build_model(X.shape[1], rng=0)
     load_model_state(model, best_arrays)
-    estimator._set_fitted(model, X, best["history"], best_evaluation)
+    history, reason = best["history"], best.get("stopped", "")
+    if n_restart_stages < len(stages):
+        # A copy: restart_histories_ keeps the kept restart's history as it was.
+        history, reason = run_stages(Run(model, X, y, rng, fit_arrays), n_init, n_restart_stages,
+                                     len(stages), best["restart"], list(history))
+        best_evaluation = estimator._objective(model, X)
+    estimator._set_fitted(model, X, history, best_evaluation)
     estimator.restart_histories_ = finished
-    estimator.stop_reason_ = best.get("stopped", "")
+    estimator.stop_reason_ = reason
+
+
+def _steps(stages):
+    """The work of running ``stages`` through, for the time-remaining estimate."""
+    return sum(stage.n_units * stage.steps_per_unit for stage in stages)
 
 
 def _open_checkpoint(estimator, X):
@@ -446,17 +491,33 @@ def _open_checkpoint(estimator, X):
                                      "data": data_fingerprint(X)})
 
 
-def _resume_position(saved, n_init, checkpoint):
-    """Where a checkpoint stopped, checked, with its arrays; the start when there is none."""
+def _resume_position(saved, stages, n_restart_stages, n_init, checkpoint):
+    """Where a checkpoint stopped, checked against the fit, with its arrays; the start when
+    there is none.
+
+    Restart ``n_init`` is the phase after the restarts, when the ``kept_only`` stages
+    (``stages[n_restart_stages:]``) train the kept restart on.
+    """
     if saved is None:
         return {"restart": 0, "best": None}, {}
     progress, rng_state, arrays = saved
+    corrupted = f"checkpoint {str(checkpoint.path)!r} is corrupted"
     expected = {"restart": int, "stage": int, "unit": int, "stage_done": bool,
                 "history": list, "best": (dict, type(None)), "finished": list}
-    if any(not isinstance(progress.get(key), kind) for key, kind in expected.items()) or not (
-            0 <= progress["restart"] < n_init):
-        raise ValueError(f"checkpoint {str(checkpoint.path)!r} is corrupted (its training "
-                         "position is malformed)")
+    # Every restart after the first (and the kept phase) follows a kept restart.
+    if any(not isinstance(progress.get(key), kind) for key, kind in expected.items()) or (
+            progress["restart"] > 0 and progress["best"] is None):
+        raise ValueError(f"{corrupted} (its training position is malformed)")
+    restart, stage, unit = progress["restart"], progress["stage"], progress["unit"]
+    has_kept = n_restart_stages < len(stages)
+    if not (0 <= restart < n_init or (restart == n_init and has_kept)):
+        raise ValueError(f"{corrupted} (its training position lies beyond the fit: restart "
+                         f"index {restart} with n_init = {n_init}"
+                         + (", and no stage trains the kept restart on)" if restart == n_init
+                            else ")"))
+    phase = range(n_restart_stages) if restart < n_init else range(n_restart_stages, len(stages))
+    if stage not in phase or unit > stages[stage].n_units:
+        raise ValueError(f"{corrupted} (its training position lies beyond the fit)")
     return {**progress, "rng_state": rng_state}, arrays
 
 
