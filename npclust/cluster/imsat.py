@@ -55,13 +55,20 @@ class IMSAT(ClusteringEstimator):
         (measured on four data sets, ``docs/methods.md``).
     n_neighbors : int, default=10
     epochs : int, default=15
-        Epochs per restart.
+        Epochs the kept network is trained in all.
+    restart_epochs : int, default=15
+        With ``n_init > 1``, each restart trains ``min(restart_epochs, epochs)`` epochs;
+        the restart with the lowest objective is then trained on alone, with a fresh
+        Adam (stage ``"train on"``), to ``epochs`` epochs in all. The objective already
+        ranks restarts after a few epochs, so short restarts leave the time to the
+        kept one. With ``n_init=1``, or ``restart_epochs >= epochs``, every restart
+        trains ``epochs`` epochs.
     batch_size : int, default=250
     lr : float, default=2e-3
         Adam learning rate.
     n_init : int, default=4
         Independent trainings from different initialisations; the one with the lowest
-        final unsupervised objective ``H(Y|X) - mu H(Y)`` (``objective_``) is kept.
+        unsupervised objective ``H(Y|X) - mu H(Y)`` at their end is kept.
         Labels are never used. On the digits this objective ranks runs in the same
         order as their accuracy, so a few short restarts beat one long run.
     dtype : {"float32", "float64"}, default="float32"
@@ -85,13 +92,14 @@ class IMSAT(ClusteringEstimator):
     vat_radius_ : ndarray of shape (n_samples,) or None
         The per-sample VAT radius used in training.
     objective_ : float
-        H(Y|X) - mu H(Y) of the kept model on the training data (evaluation mode).
+        H(Y|X) - mu H(Y) of the final model on the training data (evaluation mode).
     n_iter_ : int
-        Epochs run by the kept model.
+        Epochs run by the kept model, its restart's and those it was trained on.
     history_ : list of dict
-        Per epoch: loss terms, and ACC/NMI/ARI when ``y`` was given to ``fit``.
+        Per epoch: loss terms, and ACC/NMI/ARI when ``y`` was given to ``fit``; the kept
+        restart's entries, then those of its training on.
     restart_histories_ : list of list of dict
-        The history of every restart, in order (``history_`` is the kept one's).
+        The history of every restart, in order, up to the choice of the kept one.
     stop_reason_ : str
         Why the kept run's training ended (all epochs done, ``tol`` reached, ...).
 
@@ -103,8 +111,9 @@ class IMSAT(ClusteringEstimator):
     _fitted_scalars = ("n_features_in_", "n_iter_", "objective_")
 
     def __init__(self, n_clusters=10, hidden_dims=(1200, 1200), mu=4.0, lam=0.1, vat=True,
-                 xi=10.0, eps_scale=0.25, n_neighbors=10, epochs=15, batch_size=250, lr=2e-3,
-                 n_init=4, dtype="float32", random_state=None, verbose=0, checkpoint=None):
+                 xi=10.0, eps_scale=0.25, n_neighbors=10, epochs=15, restart_epochs=15, batch_size=250,
+                 lr=2e-3, n_init=4, dtype="float32", random_state=None, verbose=0,
+                 checkpoint=None):
         self.n_clusters = n_clusters
         self.hidden_dims = hidden_dims
         self.mu = mu
@@ -114,6 +123,7 @@ class IMSAT(ClusteringEstimator):
         self.eps_scale = eps_scale
         self.n_neighbors = n_neighbors
         self.epochs = epochs
+        self.restart_epochs = restart_epochs
         self.batch_size = batch_size
         self.lr = lr
         self.n_init = n_init
@@ -133,6 +143,7 @@ class IMSAT(ClusteringEstimator):
         if self.vat:
             check_integer(self.n_neighbors, "n_neighbors", 1, n_samples - 1)
         check_integer(self.epochs, "epochs", 1)
+        check_integer(self.restart_epochs, "restart_epochs", 1)
         check_integer(self.batch_size, "batch_size", 2)
         check_positive(self.lr, "lr")
         check_integer(self.n_init, "n_init", 1)
@@ -183,9 +194,17 @@ class IMSAT(ClusteringEstimator):
     def _stages(self, n_samples):
         if self.n_clusters == 1:
             return []  # every sample in the one cluster: nothing to train
-        return [Stage("train", self.epochs, self._train_epoch, batch_size=self.batch_size,
-                      optimizer=lambda model: Adam(model["network"].parameters(), lr=self.lr),
-                      steps_per_unit=len(batch_boundaries(n_samples, self.batch_size)) - 1)]
+        def stage(name, epochs, kept_only=False):
+            return Stage(name, epochs, self._train_epoch, batch_size=self.batch_size,
+                         optimizer=lambda model: Adam(model["network"].parameters(), lr=self.lr),
+                         steps_per_unit=len(batch_boundaries(n_samples, self.batch_size)) - 1,
+                         kept_only=kept_only)
+
+        restart_epochs = self.epochs if self.n_init == 1 else min(self.restart_epochs, self.epochs)
+        stages = [stage("train", restart_epochs)]
+        if restart_epochs < self.epochs:
+            stages.append(stage("train on", self.epochs - restart_epochs, kept_only=True))
+        return stages
 
     def _train_epoch(self, run):
         """One pass over the data; returns the mean loss terms over its batches."""
