@@ -2,6 +2,8 @@
 ``restart_epochs``): chosen as before, trained on from its own weights for the missing
 epochs, resumable, rolled back on NaN, and without effect when nothing is kept_only."""
 
+import re
+
 import numpy as np
 import pytest
 
@@ -113,6 +115,20 @@ def test_without_a_shorter_restart_the_fit_is_unchanged(data, settings):
     assert {entry["stage"].rsplit(" ", 1)[-1] for entry in given.history_} == {"train"}
 
 
+def test_the_time_remaining_counts_the_training_on(data, monkeypatch, capsys):
+    from npclust.cluster import training
+
+    # A clock that advances a second per reading, so tiny fits show non-zero estimates.
+    clock = iter(range(10 ** 6))
+    monkeypatch.setattr(training.time, "perf_counter", lambda: float(next(clock)))
+    IMSAT(**SMALL, n_init=2, restart_epochs=2, epochs=4, random_state=0, verbose=1).fit(data)
+    err = capsys.readouterr().err
+    remaining = [float(value) for value in re.findall(r"remaining (-?[0-9.]+)s", err)]
+    assert len(remaining) == 6 and all(value > 0 for value in remaining[:-1])
+    assert remaining[-1] == 0.0
+    assert re.search(r"kept restart \d/2: lowest objective -?[0-9.]+; training it on\n", err)
+
+
 # ------------------------------------------------------------------ checkpoints
 class Interrupted(Exception):
     pass
@@ -150,10 +166,12 @@ KEPT = dict(SMALL, n_init=2, restart_epochs=2, epochs=5, random_state=3)
 
 # Records: restart 1 epochs 1-2, restart 2 epochs 3-4, its training on 5-7. Record 5
 # stops with the restarts saved and nothing trained on; 6 and 7 within the training on.
-@pytest.mark.parametrize("stop_after, saved_restart", [(5, 1), (6, 2), (7, 2), ("objective", 2)])
+# The checkpoint holds the epochs before the interrupted one, all 7 at the objective.
+@pytest.mark.parametrize("stop_after, saved_restart, saved_epochs",
+                         [(5, 1, 4), (6, 2, 5), (7, 2, 6), ("objective", 2, 7)])
 def test_a_fit_resumed_in_the_kept_phase_equals_an_uninterrupted_one(data, tmp_path, monkeypatch,
                                                                      capsys, stop_after,
-                                                                     saved_restart):
+                                                                     saved_restart, saved_epochs):
     reference = IMSAT(**KEPT).fit(data)
     path = tmp_path / "fit.ckpt.npz"
     with monkeypatch.context() as patch:
@@ -168,10 +186,12 @@ def test_a_fit_resumed_in_the_kept_phase_equals_an_uninterrupted_one(data, tmp_p
     capsys.readouterr()
     resumed = IMSAT(**KEPT, checkpoint=path, verbose=1).fit(data)
     _assert_same_fit(resumed, reference)
-    kept = reference.history_[0]["stage"].split()[1]
-    if saved_restart == KEPT["n_init"]:
-        assert f"resuming from {str(path)!r}: kept restart {kept}, train on epoch" in \
-            capsys.readouterr().err
+    # The share of the fit done counts the training on as part of the fit.
+    where = (f"kept restart {reference.history_[0]['stage'].split()[1]}, train on epoch "
+             f"{saved_epochs - 4} of 3" if saved_restart == KEPT["n_init"]
+             else "restart 2/2, train epoch 2 of 2")
+    assert f"resuming from {str(path)!r}: {where} done ({100 * saved_epochs / 7:.0f}% of the " \
+        "fit)" in capsys.readouterr().err
 
 
 def _edit_position(path, **changes):
