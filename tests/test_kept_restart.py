@@ -207,6 +207,7 @@ def _edit_position(path, **changes):
     (KEPT, dict(restart=2, unit=4), "lies beyond the fit"),
     (KEPT, dict(restart=1, stage=1), "lies beyond the fit"),
     (KEPT, dict(restart=2, best=None), "is malformed"),
+    (KEPT, dict(restart=0, stage=0), "is malformed"),  # the first restart follows none
     (dict(KEPT, restart_epochs=5), dict(restart=2),
      "lies beyond the fit: restart index 2 with n_init = 2, and no stage trains the kept "
      "restart on"),

@@ -504,11 +504,12 @@ def _resume_position(saved, stages, n_restart_stages, n_init, checkpoint):
     corrupted = f"checkpoint {str(checkpoint.path)!r} is corrupted"
     expected = {"restart": int, "stage": int, "unit": int, "stage_done": bool,
                 "history": list, "best": (dict, type(None)), "finished": list}
-    # Every restart after the first (and the kept phase) follows a kept restart.
-    if any(not isinstance(progress.get(key), kind) for key, kind in expected.items()) or (
-            progress["restart"] > 0 and progress["best"] is None):
+    if any(not isinstance(progress.get(key), kind) for key, kind in expected.items()):
         raise ValueError(f"{corrupted} (its training position is malformed)")
-    restart, stage, unit = progress["restart"], progress["stage"], progress["unit"]
+    restart, stage, unit, best = (progress[key] for key in ("restart", "stage", "unit", "best"))
+    # The restarts before the position are complete, and the kept one is among them.
+    if (best is None) != (restart == 0) or (best is not None and best["restart"] >= restart):
+        raise ValueError(f"{corrupted} (its training position is malformed)")
     has_kept = n_restart_stages < len(stages)
     if not (0 <= restart < n_init or (restart == n_init and has_kept)):
         raise ValueError(f"{corrupted} (its training position lies beyond the fit: restart "
