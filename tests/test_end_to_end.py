@@ -39,8 +39,10 @@ def moons():
 def imsat(vat, seed):
     # A VAT radius of twice the 10th-neighbour distance spans the gap between the
     # moons' tips and the other moon; the paper's 0.25 is made for images.
-    return IMSAT(n_clusters=2, hidden_dims=(64, 64), epochs=60, batch_size=100, eps_scale=2.0,
-                 vat=vat, n_init=5, random_state=seed)
+    # Restarts of all 60 epochs: with 15-epoch restarts and the kept one trained on,
+    # seed 0 of 10 kept a restart that had cut the moons (ARI 0.58).
+    return IMSAT(n_clusters=2, hidden_dims=(64, 64), epochs=60, restart_epochs=60, batch_size=100,
+                 eps_scale=2.0, vat=vat, n_init=5, random_state=seed)
 
 
 def test_k_means_and_imsat_without_vat_cut_the_moons(moons):

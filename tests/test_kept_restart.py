@@ -22,7 +22,7 @@ SMALL = dict(n_clusters=3, hidden_dims=(16,), batch_size=40, n_neighbors=5)
 # With this seed the three 2-epoch restarts end with distinct objectives, the lowest
 # the second's and the highest the third's, so keeping the first, the last or the
 # highest would each keep another restart.
-SEED = 15
+SEED = 20
 
 
 @pytest.fixture(scope="module")
@@ -161,7 +161,7 @@ def _interrupt_at_the_last_objective(monkeypatch, n_init):
     monkeypatch.setattr(IMSAT, "_objective", objective)
 
 
-KEPT = dict(SMALL, n_init=2, restart_epochs=2, epochs=5, random_state=3)
+KEPT = dict(SMALL, n_init=2, restart_epochs=2, epochs=5, random_state=1)  # keeps restart 1
 
 
 # Records: restart 1 epochs 1-2, restart 2 epochs 3-4, its training on 5-7. Record 5
