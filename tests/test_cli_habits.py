@@ -41,6 +41,12 @@ def test_help_says_what_npclust_and_each_command_do(capsys):
         assert summary in " ".join(capsys.readouterr().out.split()), name
 
 
+def test_help_says_what_the_data_file_holds(capsys):
+    for command in ("fit", "scan"):
+        assert cli.main([command, "--help"]) == 0
+        assert "samples as rows: .npy, .npz (array 'X') or .csv" in capsys.readouterr().out
+
+
 def test_help_says_what_the_soft_assignments_option_takes(capsys):
     for command in ("fit", "predict"):
         assert cli.main([command, "--help"]) == 0

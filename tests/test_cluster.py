@@ -267,3 +267,17 @@ def test_spectral_init_fits_end_to_end():
 def test_unknown_init_is_refused_naming_the_options():
     with pytest.raises(ValueError, match="init.*kmeans.*spectral.*spectral_input"):
         DEC(n_clusters=2, init="random").fit(np.random.default_rng(0).normal(size=(20, 3)))
+
+
+def test_kmeans_history_and_progress_line(capsys):
+    X, _ = make_blobs(n_samples=60, n_features=2, centers=3, random_state=0)
+    model = KMeans(n_clusters=3, random_state=0, verbose=1).fit(X)
+    assert model.history_ == [{"stage": "kmeans", "epoch": 1, "inertia": model.inertia_,
+                               "elapsed": model.history_[0]["elapsed"]}]
+    assert "[kmeans] run 1/1  inertia " in capsys.readouterr().err
+
+
+def test_a_negative_mu_is_refused_by_name():
+    X, _ = make_blobs(n_samples=30, n_features=2, centers=3, random_state=0)
+    with pytest.raises(ValueError, match=r"^mu must be"):
+        IMSAT(n_clusters=3, mu=-1.0).fit(X)

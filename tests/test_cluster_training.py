@@ -96,16 +96,20 @@ def test_progress_estimates_the_whole_fit_and_says_why_it_resumes(data, tmp_path
     with monkeypatch.context() as patch:
         patch.setattr(training.time, "perf_counter", lambda: float(next(clock)))
         estimator(**params).fit(data)
-    lines = [line for line in capsys.readouterr().err.splitlines() if "remaining" in line]
+    err = capsys.readouterr().err
+    assert re.search(r"kept restart [12]/2: lowest objective -?\d+\.\d{4}", err), err
+    lines = [line for line in err.splitlines() if "remaining" in line]
     remaining = [float(re.search(r"remaining ([0-9.]+)s", line).group(1)) for line in lines]
     first_restart = [value for line, value in zip(lines, remaining) if "restart 1/2" in line]
     # Until the last unit of the last restart, some of the fit is still to come.
     assert all(value > 0 for value in first_restart) and remaining[-1] == 0.0
 
     path = tmp_path / "fit.npz"
-    estimator(**params, checkpoint=path).fit(data)
+    uninterrupted = estimator(**params, checkpoint=path).fit(data)
     capsys.readouterr()
-    estimator(**params, checkpoint=path).fit(data)
+    resumed = estimator(**params, checkpoint=path).fit(data)
+    # Resumed where nothing was left to do: why training stopped comes from the file.
+    assert resumed.stop_reason_ == uninterrupted.stop_reason_ != ""
     err = capsys.readouterr().err
     assert re.search(rf"resuming from '{re.escape(str(path))}': restart 2/2, \w[\w ]* \d+ of \d+ "
                      r"done \(100% of the fit\)", err), err

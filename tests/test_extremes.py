@@ -260,6 +260,8 @@ def _check_fitted(model, X, n_clusters=3, scalars=("objective_", "inertia_")):
     else:
         np.testing.assert_array_equal(model.predict(X), labels)
     assert np.isfinite(model.transform(X)).all()
+    # Also after a failed fit, whose estimator was fitted by the training loop alone.
+    assert model.n_features_in_ == X.shape[1]
     for attribute in (*scalars, "cluster_centers_", "vat_radius_"):
         value = getattr(model, attribute, None)
         if value is not None:

@@ -181,3 +181,4 @@ def test_lloyd_with_bounds_and_carried_sums_follows_the_plain_iterations(seed, d
     # The bounds spared most distance computations: far fewer rows measured than
     # one full pass per iteration.
     assert sum(measured) < 0.6 * len(X) * n_iter
+

@@ -349,3 +349,10 @@ def test_dec_loss_validation():
         losses.dec_loss(z, centers, p[:, :2])
     with pytest.raises(ValueError, match="z has 2 features but centers has 3"):
         losses.dec_loss(z, np.zeros((3, 3)), p)
+
+
+@pytest.mark.parametrize("bad, message", [(np.array(["a"]), "log_q must be a real numeric array"),
+                                          (np.empty((0, 3)), "log_q is empty")])
+def test_kl_div_names_a_bad_log_q(bad, message):
+    with pytest.raises((TypeError, ValueError), match=message):
+        losses.kl_div(bad, np.full((1, 3), 1 / 3))

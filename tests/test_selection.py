@@ -67,8 +67,12 @@ def test_scan_command_prints_the_table_and_the_suggestion(tmp_path, capsys):
     assert main(["scan", str(path), "--n-clusters", "2:6", "--resamples", "2",
                  "--set", "n_init=2"]) == 0
     out = capsys.readouterr().out
-    assert "suggested number of clusters: 4" in out
-    assert len([line for line in out.splitlines() if line.strip()[:1].isdigit()]) == 5
+    assert ("suggested number of clusters: 4 (highest silhouette; see docs/methods.md for how "
+            "often that is right)") in out
+    rows = [line for line in out.splitlines() if line.strip()[:1].isdigit()]
+    assert len(rows) == 5
+    # The suggested row, and only it, is marked.
+    assert [row.split()[0] for row in rows if row.endswith("  <- suggested")] == ["4"]
     assert main(["scan", str(path), "--n-clusters", "two:six"]) == 2
     assert "FIRST:LAST" in capsys.readouterr().err
 

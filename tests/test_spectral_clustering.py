@@ -283,3 +283,21 @@ def test_command_line_fit_save_and_predict(blobs, tmp_path, capsys):
                  "--output", str(tmp_path / "predicted.csv")]) == 0
     predicted = np.loadtxt(tmp_path / "predicted.csv", skiprows=1, dtype=int)
     np.testing.assert_array_equal(predicted, model.predict(X))
+
+
+def test_score_builds_its_graph_with_the_fitted_scale_neighbour(blobs):
+    X, _ = blobs
+    model = SpectralClustering(n_clusters=3, n_neighbors=8, scale_neighbor=2, random_state=0).fit(X)
+    X_new = X[::2]
+    affinity = knn_affinity(X_new, 8, 2)
+    assert model.score(X_new) == pytest.approx(
+        -normalized_cut(affinity, model.predict(X_new)), rel=1e-12)
+    # Not the default scale neighbour's graph, or the test could not tell them apart.
+    assert normalized_cut(knn_affinity(X_new, 8), model.predict(X_new)) != pytest.approx(
+        normalized_cut(affinity, model.predict(X_new)), rel=1e-6)
+
+
+def test_one_neighbour_is_allowed(blobs):
+    X, _ = blobs
+    model = SpectralClustering(n_clusters=3, n_neighbors=1, random_state=0).fit(X)
+    assert model.labels_.shape == (X.shape[0],)
