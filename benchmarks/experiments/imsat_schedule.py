@@ -18,6 +18,7 @@ import json
 
 import numpy as np
 from _exp import ALL_SETS, RESULTS, Recorder, Timer, data, scores
+from scipy.stats import spearmanr
 
 from npclust.cluster import IMSAT
 from npclust.cluster.base import evaluate
@@ -27,7 +28,6 @@ from npclust.spectral import consensus_clustering
 
 SNAPSHOTS = (15, 30, 50)
 VARIANTS = {"default": None, "small_output": 1e-4}
-SUFFIX = {"default": "", "small_output": "_small_output"}
 LABELS = RESULTS / "imsat_schedule"
 
 
@@ -76,7 +76,7 @@ def train(args):
             run = {"dataset": name, "seed": seed, "variant": args.variant, "seconds": timer.seconds}
             for epoch, (objective, labels, max_p) in model.snapshots_.items():
                 run[f"e{epoch}"] = {**scores(y, labels), "objective": objective, "max_p": max_p}
-            np.savez(LABELS / f"{name}_{seed}{SUFFIX[args.variant]}.npz",
+            np.savez(LABELS / f"{name}_{seed}{_suffix(args.variant)}.npz",
                      **{f"e{epoch}": labels for epoch, (_, labels, _) in model.snapshots_.items()})
             recorder.add(run)
 
@@ -90,7 +90,7 @@ def summarize(args):
         if not mine:
             continue
         _, y = data(name)
-        labels = {run["seed"]: np.load(LABELS / f"{name}_{run['seed']}{SUFFIX[args.variant]}.npz")
+        labels = {run["seed"]: np.load(LABELS / f"{name}_{run['seed']}{_suffix(args.variant)}.npz")
                   for run in mine}
         seeds = [run["seed"] for run in mine]
         by_seed = {run["seed"]: run for run in mine}
@@ -121,9 +121,9 @@ def summarize(args):
             "4 x 15 consensus": consensus_of(15, 4),
             "mean max-p after 15": [by_seed[s]["e15"]["max_p"] for s in seeds],
             "mean max-p after 50": [by_seed[s]["e50"]["max_p"] for s in seeds],
-            "Spearman(objective after 15, -ACC after 50)": [_spearman(
+            "Spearman(objective after 15, -ACC after 50)": [spearmanr(
                 [by_seed[s]["e15"]["objective"] for s in seeds],
-                [-by_seed[s]["e50"]["acc"] for s in seeds])],
+                [-by_seed[s]["e50"]["acc"] for s in seeds]).statistic],
         }
     names = list(rows)
     print("| rule | " + " | ".join(names) + " |")
@@ -137,9 +137,9 @@ def summarize(args):
         print(f"| {rule} | " + " | ".join(cells) + " |")
 
 
-def _spearman(a, b):
-    rank = lambda v: np.argsort(np.argsort(v))  # noqa: E731
-    return float(np.corrcoef(rank(a), rank(b))[0, 1])
+def _suffix(variant):
+    """The label files' suffix: none for the defaults, as before variants existed."""
+    return "" if variant == "default" else f"_{variant}"
 
 
 def main():
