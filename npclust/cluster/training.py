@@ -353,7 +353,8 @@ def fit_restarts(estimator, X, y, rng):
     # stages[:n_restart_stages] train every restart, the rest only the kept one.
     n_restart_stages = next((index for index, stage in enumerate(stages) if stage.kept_only),
                             len(stages))
-    if not all(stage.kept_only for stage in stages[n_restart_stages:]):
+    kept_stages = stages[n_restart_stages:]
+    if not all(stage.kept_only for stage in kept_stages):
         raise ValueError(f"{name}._stages() puts a kept_only stage before one that every "
                          "restart runs; kept_only stages must come last")
     checkpoint = _open_checkpoint(estimator, X)
@@ -369,7 +370,7 @@ def fit_restarts(estimator, X, y, rng):
                       + _steps(stages[phase_start:position["stage"]])
                       + position["unit"] * stages[position["stage"]].steps_per_unit)
     progress = Progress(estimator.verbose, y,
-                        n_init * steps_per_restart + _steps(stages[n_restart_stages:]), done_steps)
+                        n_init * steps_per_restart + _steps(kept_stages), done_steps)
     if saved:
         stage = stages[position["stage"]]
         where = (f"restart {position['restart'] + 1}/{n_init}" if position["restart"] < n_init
@@ -462,11 +463,11 @@ def fit_restarts(estimator, X, y, rng):
     if n_init > 1:
         report(estimator.verbose, f"kept restart {best['restart'] + 1}/{n_init}: lowest "
                f"objective {best['objective']:.4f}"
-               + ("; training it on" if n_restart_stages < len(stages) else ""))
+               + ("; training it on" if kept_stages else ""))
     model = estimator._build_model(X.shape[1], rng=0)
     load_model_state(model, best_arrays)
     history, reason = best["history"], best.get("stopped", "")
-    if n_restart_stages < len(stages):
+    if kept_stages:
         # A copy: restart_histories_ keeps the kept restart's history as it was.
         history, reason = run_stages(Run(model, X, y, rng, fit_arrays), n_init, n_restart_stages,
                                      len(stages), best["restart"], list(history))
