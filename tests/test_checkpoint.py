@@ -4,9 +4,9 @@ import hashlib
 
 import numpy as np
 import pytest
+from interrupts import Interrupted, interrupt_after
 
 from npclust.cluster import DEC, IDEC, IMSAT
-from npclust.cluster.training import Progress
 from npclust.datasets import make_blobs
 from npclust.files.archive import read_archive
 from npclust.files.checkpoint import TrainingCheckpoint, data_fingerprint
@@ -24,25 +24,6 @@ SETTINGS = {
 def data():
     X, _ = make_blobs(n_samples=150, n_features=3, centers=3, random_state=5)
     return (X - X.mean(axis=0)) / X.std(axis=0)
-
-
-class Interrupted(Exception):
-    pass
-
-
-def _interrupt_after(monkeypatch, n_records):
-    """Make training stop (as a crash would) after ``n_records`` progress records."""
-    original = Progress.record
-    calls = {"n": 0}
-
-    def record(self, *args, **kwargs):
-        entry = original(self, *args, **kwargs)
-        calls["n"] += 1
-        if calls["n"] == n_records:
-            raise Interrupted
-        return entry
-
-    monkeypatch.setattr(Progress, "record", record)
 
 
 def _weights(model):
@@ -66,7 +47,7 @@ def test_resumed_fit_equals_uninterrupted(data, tmp_path, monkeypatch, estimator
 
     path = tmp_path / "fit.ckpt.npz"
     with monkeypatch.context() as patch:
-        _interrupt_after(patch, stop_after)
+        interrupt_after(patch, stop_after)
         with pytest.raises(Interrupted):
             estimator(**params, checkpoint=path).fit(data)
     # The interruption hits before the epoch's checkpoint is written: after the
@@ -93,7 +74,7 @@ def test_resumed_imsat_reuses_the_saved_vat_radii(data, tmp_path, monkeypatch):
     params = dict(SETTINGS[IMSAT], n_clusters=3, random_state=11)
     path = tmp_path / "fit.ckpt.npz"
     with monkeypatch.context() as patch:
-        _interrupt_after(patch, 3)
+        interrupt_after(patch, 3)
         with pytest.raises(Interrupted):
             IMSAT(**params, checkpoint=path).fit(data)
     expected = read_archive(path, "checkpoint")[1]["fit/vat_radius"]
@@ -113,7 +94,7 @@ def test_resumed_imsat_without_vat_equals_uninterrupted(data, tmp_path, monkeypa
     reference = IMSAT(**params).fit(data)
     path = tmp_path / "fit.ckpt.npz"
     with monkeypatch.context() as patch:
-        _interrupt_after(patch, 3)
+        interrupt_after(patch, 3)
         with pytest.raises(Interrupted):
             IMSAT(**params, checkpoint=path).fit(data)
     assert not any(name.startswith("fit/") for name in read_archive(path, "checkpoint")[1])

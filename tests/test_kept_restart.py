@@ -6,11 +6,12 @@ import re
 
 import numpy as np
 import pytest
+from interrupts import Interrupted, interrupt_after
 
 from npclust import cli
 from npclust.cluster import IMSAT, load
 from npclust.cluster import imsat as imsat_module
-from npclust.cluster.training import Progress, Stage, fit_restarts, model_state
+from npclust.cluster.training import Stage, fit_restarts, model_state
 from npclust.datasets import make_blobs
 from npclust.files.archive import read_archive, write_archive
 
@@ -131,24 +132,6 @@ def test_the_time_remaining_counts_the_training_on(data, monkeypatch, capsys):
 
 
 # ------------------------------------------------------------------ checkpoints
-class Interrupted(Exception):
-    pass
-
-
-def _interrupt_after(monkeypatch, n_records):
-    """Make training stop (as a crash would) at the ``n_records``-th progress record,
-    before that unit's checkpoint is written."""
-    original, calls = Progress.record, []
-
-    def record(self, *args, **kwargs):
-        calls.append(None)
-        if len(calls) == n_records:
-            raise Interrupted
-        return original(self, *args, **kwargs)
-
-    monkeypatch.setattr(Progress, "record", record)
-
-
 def _interrupt_at_the_last_objective(monkeypatch, n_init):
     """Stop after the training on is saved, before its objective is evaluated."""
     original, calls = IMSAT._objective, []
@@ -179,7 +162,7 @@ def test_a_fit_resumed_in_the_kept_phase_equals_an_uninterrupted_one(data, tmp_p
         if stop_after == "objective":
             _interrupt_at_the_last_objective(patch, KEPT["n_init"])
         else:
-            _interrupt_after(patch, stop_after)
+            interrupt_after(patch, stop_after)
         with pytest.raises(Interrupted):
             IMSAT(**KEPT, checkpoint=path).fit(data)
     progress = read_archive(path, "checkpoint")[0]["progress"]
@@ -217,7 +200,7 @@ def test_a_checkpoint_position_outside_the_fit_is_refused(data, tmp_path, monkey
                                                           changes, message):
     path = tmp_path / "fit.ckpt.npz"
     with monkeypatch.context() as patch:
-        _interrupt_after(patch, 7)
+        interrupt_after(patch, 7)
         with pytest.raises(Interrupted):
             IMSAT(**settings, checkpoint=path).fit(data)
     _edit_position(path, **changes)
