@@ -75,8 +75,15 @@ def _curves(history):
         if key is not None and len(entries) > 1:
             # "restart 2/4 pretrain" and "pretrain" are the same stage of different runs.
             name = stage.split(" ", 2)[-1] if stage.startswith("restart ") else stage
-            curves[name] = ([entry["epoch"] for entry in entries],
-                            [entry[key] for entry in entries], key)
+            epochs = [entry["epoch"] for entry in entries]
+            values = [entry[key] for entry in entries]
+            continued = curves.get(name.removesuffix(" on"))
+            if name.endswith(" on") and continued is not None and continued[2] == key:
+                # The kept restart trained on ("train on") is the same training going on:
+                # one curve, its epochs counted on from where the restarts stopped.
+                epochs = [epoch + continued[0][-1] for epoch in epochs]
+                name, epochs, values = name[:-3], continued[0] + epochs, continued[1] + values
+            curves[name] = (epochs, values, key)
     return curves
 
 

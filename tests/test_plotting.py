@@ -125,3 +125,18 @@ def test_training_curves_show_every_restart_and_kmeans_gets_no_empty_panel(monke
     assert legend_box.y1 <= curves.get_window_extent(renderer).y0
     plotting.plot_fit(KMeans(n_clusters=3, random_state=0).fit(X), X, tmp_path / "k.png", y=y)
     assert len([axis for axis in panels[-1].axes if axis.get_visible()]) == 2
+
+
+def test_the_kept_restart_trained_on_continues_its_own_curve():
+    from npclust.plotting import _curves
+
+    X, _ = make_blobs(n_samples=60, n_features=3, centers=3, random_state=0)
+    model = IMSAT(n_clusters=3, hidden_dims=(8,), n_init=2, restart_epochs=2, epochs=5,
+                  n_neighbors=3, random_state=0).fit(X)
+    kept = _curves(model.history_)
+    assert list(kept) == ["train"]
+    epochs, values, key = kept["train"]
+    assert epochs == [1, 2, 3, 4, 5] and key == "loss"
+    assert values == [entry["loss"] for entry in model.history_]
+    assert all(_curves(history)["train"][0] in ([1, 2], epochs)
+               for history in model.restart_histories_)
