@@ -17,8 +17,8 @@ __version__ = "0.1.0"
 
 _SUBMODULES = (
     "cli", "cluster", "datasets", "demo", "files", "functional", "gradcheck", "interop",
-    "lloyd", "losses", "metrics", "neighbors", "nn", "optim", "plotting", "spectral",
-    "validation",
+    "lloyd", "losses", "metrics", "neighbors", "nn", "optim", "plotting", "scaling",
+    "spectral", "validation",
 )
 _NAMES = {
     "IMSAT": "cluster", "DEC": "cluster", "IDEC": "cluster", "KMeans": "cluster",

@@ -6,9 +6,10 @@ spectral clustering's last step (:mod:`npclust.spectral`).
 
 import numpy as np
 
+from .scaling import SQUARED_DISTANCE_RANGE, power_of_two_scale
 from .validation import check_random_state, largest_magnitude
 
-__all__ = ["kmeans", "squared_distances", "power_of_two_scale"]
+__all__ = ["kmeans", "squared_distances"]
 
 
 def squared_distances(X, centers, X_squared_norms):
@@ -297,37 +298,6 @@ def _check_magnitude(X):
         )
 
 
-# float32 squared distances overflow near 1e19 and underflow near 1e-19 (and their
-# sums sooner); float64's limits lie far beyond. Inside this range of the largest
-# absolute value the data are used as they are.
-_SAFE_RANGE = {np.dtype(np.float32): (2.0 ** -32, 2.0 ** 32),
-               np.dtype(np.float64): (2.0 ** -256, np.inf)}
-
-
-def power_of_two_scale(*arrays):
-    """A power of two bringing the largest absolute value of ``arrays`` into [1, 2), or 1.0
-    when it already lies in the safe range of their dtype.
-
-    Multiplying by a power of two is exact and every later rounding scales with it, so
-    k-means on the scaled data makes bit for bit the same choices as it would in exact
-    range, and its centres and inertia scale back exactly.
-
-    Parameters
-    ----------
-    *arrays : ndarray
-        Of one floating dtype; empty arrays are ignored.
-
-    Returns
-    -------
-    float
-    """
-    largest = largest_magnitude(*arrays)
-    low, high = _SAFE_RANGE.get(arrays[0].dtype, (0.0, np.inf))
-    if largest == 0.0 or low <= largest <= high:
-        return 1.0
-    return 2.0 ** -np.floor(np.log2(largest))
-
-
 def kmeans(X, n_clusters, n_init=10, max_iter=300, tol=1e-4, random_state=None):
     """k-means clustering of the rows of ``X``, best of ``n_init`` seeded runs.
 
@@ -360,7 +330,7 @@ def kmeans(X, n_clusters, n_init=10, max_iter=300, tol=1e-4, random_state=None):
     # float32 data at scales like 1e30 or 1e-30 would overflow or underflow in the
     # squared distances (every point at distance inf or 0: one cluster); scaled by a
     # power of two they are clustered exactly as the same data at a normal scale.
-    scale = power_of_two_scale(X)
+    scale = power_of_two_scale(X, safe_range=SQUARED_DISTANCE_RANGE.get(X.dtype))
     if scale != 1.0:
         X = X * X.dtype.type(scale)
     X_squared_norms = np.einsum("ij,ij->i", X, X)

@@ -14,7 +14,8 @@ of a reference set (the training samples) lie nearest to each new sample.
 
 import numpy as np
 
-from .validation import check_array, check_integer, largest_magnitude
+from .scaling import SQUARED_DISTANCE_RANGE, power_of_two_scale
+from .validation import check_array, check_integer
 
 __all__ = ["kth_neighbor_distance", "nearest_neighbors"]
 
@@ -40,10 +41,6 @@ _MAX_K_SYMMETRIC = 64
 # rows; a block of scores (float64) takes about _BLOCK_BYTES / 2.
 _QUERY_ROWS = 1024
 
-# The scale nearest_neighbors brings its data to is at most 2**_MAX_EXPONENT: data
-# whose largest value is below 2**-1000 (subnormal) is scaled only that far, since
-# a larger factor is not a float64.
-_MAX_EXPONENT = 1000
 
 
 def kth_neighbor_distance(X, k, chunk_size=None, return_indices=False):
@@ -78,7 +75,12 @@ def kth_neighbor_distance(X, k, chunk_size=None, return_indices=False):
     TypeError
         If `k` or `chunk_size` is not an integer, or `X` is not numeric.
     ValueError
-        If `k` is outside ``    Notes
+        If `k` is outside ``[1, n_samples - 1]``, `chunk_size` is smaller than 1, `X`
+        is not a finite 2-D array, or a distance exceeds the computation dtype's range
+        (float32 data near 1e38). Data at any other scale are searched exactly (see
+        Precision).
+
+    Notes
     -----
     **Scores.** The squared distances follow from matrix products,
 
@@ -117,7 +119,10 @@ def kth_neighbor_distance(X, k, chunk_size=None, return_indices=False):
     do not change, the norms shrink), and the distance to the selected neighbour is
     recomputed directly as ``||x_i - x_j||`` from the original rows: duplicates give
     exactly 0, and only the choice among near-ties depends on the rounding of the
-    GEMM (so float32 results may differ from float64 ones by that rounding).
+    GEMM (so float32 results may differ from float64 ones by that rounding). Data whose
+    squared norms would overflow or underflow the dtype (float32 beyond about 1e19 or
+    below 1e-19) are first multiplied by a power of two, which is exact: the choices are
+    those at unit scale, and the distances are scaled back exactly.
 
     **Cost.** :math:`O(n^2 d)` floating-point work: ``n^2 d`` flops for symmetric
     tiles, ``2 n^2 d`` for row chunks. No ``n x n`` array is formed.
@@ -144,6 +149,13 @@ def kth_neighbor_distance(X, k, chunk_size=None, return_indices=False):
     if chunk_size is not None:
         chunk_size = check_integer(chunk_size, "chunk_size", minimum=1)
 
+    # float32 data near 1e-25 would underflow in the squared norms (every distance 0) and
+    # data near 1e25 overflow; scaled by a power of two, which is exact, the search makes
+    # the choices it makes in range, and the distances scale back exactly.
+    scale = power_of_two_scale(X, safe_range=SQUARED_DISTANCE_RANGE[X.dtype])
+    if scale != 1.0:
+        X = X * X.dtype.type(scale)
+
     # Distances are translation invariant, but the rounding error of the score identity
     # scales with the squared norms: centring keeps offset data (every feature near
     # 1e4, say) rankable in float32. The subtraction is exact for such data (Sterbenz).
@@ -162,6 +174,12 @@ def kth_neighbor_distance(X, k, chunk_size=None, return_indices=False):
         difference = np.subtract(X[start:stop], X[neighbors[start:stop]],
                                  out=difference_buffer[:stop - start])
         distances[start:stop] = np.sqrt(np.einsum("ij,ij->i", difference, difference))
+    if scale != 1.0:
+        with np.errstate(over="ignore"):
+            distances /= X.dtype.type(scale)
+        if not np.all(np.isfinite(distances)):
+            raise ValueError(f"X is too large for distances in {X.dtype.name}: they overflow "
+                             "(largest distance beyond the dtype's range); use float64")
     if return_indices:
         return distances, neighbors
     return distances
@@ -176,19 +194,10 @@ def _half_squared_norms(X, mean):
     """Half the squared norm of each row of ``X - mean``, computed a block at a time."""
     half_sq_norms = np.empty(X.shape[0], dtype=X.dtype)
     rows_per_pass = _rows_per_pass(X)
-    with np.errstate(over="ignore"):
-        for start in range(0, X.shape[0], rows_per_pass):
-            centered = X[start:start + rows_per_pass] - mean
-            half_sq_norms[start:start + rows_per_pass] = 0.5 * np.einsum(
-                "ij,ij->i", centered, centered)
-    if not np.all(np.isfinite(half_sq_norms)):
-        # Squared norms beyond the dtype's range would turn every score into inf or NaN
-        # and the neighbour choice into garbage.
-        raise ValueError(
-            f"X is too large for distances in {X.dtype.name}: squared norms overflow "
-            f"(largest |value| {float(np.max(np.abs(X))):.3g}); rescale the data"
-            + (" or use float64" if X.dtype == np.float32 else "")
-        )
+    for start in range(0, X.shape[0], rows_per_pass):
+        centered = X[start:start + rows_per_pass] - mean
+        half_sq_norms[start:start + rows_per_pass] = 0.5 * np.einsum(
+            "ij,ij->i", centered, centered)
     return half_sq_norms
 
 
@@ -408,9 +417,7 @@ def nearest_neighbors(queries, reference, n_neighbors):
                          f"{reference.shape[1]}; they must have the same")
     n_reference = reference.shape[0]
     n_neighbors = check_integer(n_neighbors, "n_neighbors", 1, n_reference)
-    largest = largest_magnitude(queries, reference)
-    exponent = np.frexp(largest)[1] - 1 if largest > 0 else 0
-    scale = np.ldexp(1.0, min(-int(exponent), _MAX_EXPONENT))
+    scale = power_of_two_scale(queries, reference)
     mean = reference.mean(axis=0, dtype=np.float64) * scale
     reference_rows = max(1, _BLOCK_BYTES // (2 * 8 * _QUERY_ROWS))
     indices = np.empty((queries.shape[0], n_neighbors), dtype=np.intp)

@@ -33,7 +33,8 @@ import scipy.sparse as sp
 from scipy.sparse.linalg import LinearOperator, eigsh
 
 from .lloyd import kmeans
-from .validation import check_array, check_integer, check_option, check_random_state, largest_magnitude
+from .scaling import SQUARED_DISTANCE_RANGE, power_of_two_scale
+from .validation import check_array, check_integer, check_option, check_random_state
 
 __all__ = ["knn_affinity", "normalized_laplacian", "normalized_cut", "spectral_embedding",
            "spectral_clustering", "coassociation", "coassociation_embedding",
@@ -47,12 +48,6 @@ _BLOCK_BYTES = 32 << 20
 # dense solve is exact and ARPACK's setup dominates for tiny graphs; at 1,797 vertices
 # the dense solve already took 1.2 s against ARPACK's 0.1 s.
 _DENSE_MAX = 300
-
-# knn_affinity rescales data whose largest absolute value lies outside
-# [2**-_SAFE_EXPONENT, 2**_SAFE_EXPONENT]: beyond it squared distances overflow float64
-# (data near 1e160) or lose their digits to underflow (near 1e-160).
-_SAFE_EXPONENT = 400
-
 
 # ------------------------------------------------------------------- the graph
 
@@ -139,7 +134,12 @@ def knn_affinity(X, n_neighbors=10, scale_neighbor=None, weights="self-tuning"):
         scale_neighbor = min(7, n_neighbors)
     scale_neighbor = check_integer(scale_neighbor, "scale_neighbor", 1, n_neighbors)
     check_option(weights, "weights", ("self-tuning", "connectivity"))
-    indices, distances = _nearest_neighbors(_in_safe_range(X), n_neighbors)
+    # The graph's weights depend on ratios of distances only, and a power of two is exact:
+    # data far outside float64's range for squared distances give the same graph.
+    scale = power_of_two_scale(X, safe_range=SQUARED_DISTANCE_RANGE[X.dtype])
+    if scale != 1.0:
+        X = X * scale
+    indices, distances = _nearest_neighbors(X, n_neighbors)
     rows = np.repeat(np.arange(n_samples), n_neighbors)
     columns = indices.ravel()
     if weights == "connectivity":
@@ -152,18 +152,6 @@ def knn_affinity(X, n_neighbors=10, scale_neighbor=None, weights="self-tuning"):
     directed = sp.csr_matrix((values, (rows, columns)), shape=(n_samples, n_samples))
     # Union of the two directions; both carry the same weight, so max() is exact.
     return directed.maximum(directed.T).tocsr()
-
-
-def _in_safe_range(X):
-    """``X``, or ``X`` times the power of two that brings its largest absolute value into
-    [1, 2) when that value is outside the safe range. The graph does not change: its
-    weights depend on ratios of distances only, and the factor is exact."""
-    largest = largest_magnitude(X)
-    exponent = int(np.frexp(largest)[1]) - 1
-    if largest == 0.0 or abs(exponent) <= _SAFE_EXPONENT:
-        return X
-    # At most 2**1000: the factor for subnormal data would not be a float64.
-    return X * np.ldexp(1.0, min(-exponent, 1000))
 
 
 def _check_affinity(affinity):

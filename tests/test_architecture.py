@@ -16,7 +16,7 @@ PACKAGE = Path(__file__).resolve().parent.parent / "npclust"
 
 LAYERS = {
     # 1: pure numerics with their VJPs; input checks
-    "functional": 1, "validation": 1,
+    "functional": 1, "validation": 1, "scaling": 1,
     # 2: networks and their training pieces; metrics; neighbour search; data sets
     "nn": 2, "losses": 2, "optim": 2, "neighbors": 2, "metrics": 2, "gradcheck": 2,
     "datasets": 2, "interop": 2, "lloyd": 2, "spectral": 2,

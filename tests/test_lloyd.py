@@ -182,3 +182,20 @@ def test_lloyd_with_bounds_and_carried_sums_follows_the_plain_iterations(seed, d
     # one full pass per iteration.
     assert sum(measured) < 0.6 * len(X) * n_iter
 
+
+
+@pytest.mark.filterwarnings("error")
+def test_subnormal_float32_data_are_clustered_as_the_same_bits_in_range():
+    # The scale for data near 2**-140 would be 2**140, which is not a float32 (inf);
+    # it stops at 2**127, and the data are then clustered exactly as in range.
+    X = np.random.default_rng(3).standard_normal((60, 2)) + np.repeat([[0, 0], [8, 8], [0, 8]], 20, 0)
+    subnormal = np.ldexp(X, -140).astype(np.float32)
+    in_range = np.ldexp(subnormal.astype(np.float64), 127).astype(np.float32)
+    centers, labels, inertia, _ = kmeans(subnormal, 3, n_init=2, random_state=0)
+    expected_centers, expected_labels, expected_inertia, _ = kmeans(in_range, 3, n_init=2,
+                                                                   random_state=0)
+    np.testing.assert_array_equal(labels, expected_labels)
+    # Back at the data's scale the centres are float32 subnormals: the in-range ones, rounded.
+    np.testing.assert_array_equal(
+        centers, np.ldexp(expected_centers.astype(np.float64), -127).astype(np.float32))
+    assert inertia == expected_inertia * 2.0 ** -254

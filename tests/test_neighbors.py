@@ -250,3 +250,27 @@ def test_nearest_neighbors_of_offset_data():
 def test_nearest_neighbors_bad_input(call, error, message):
     with pytest.raises(error, match=message):
         call()
+
+
+@pytest.mark.filterwarnings("error")
+@pytest.mark.parametrize("dtype, exponent", [
+    (np.float32, -83), (np.float32, -40), (np.float32, 60), (np.float32, 100),
+    (np.float64, -600), (np.float64, 600)])
+def test_kth_neighbor_distance_at_any_scale(dtype, exponent):
+    # float32 squared norms underflow near 1e-19 (every distance came out 0 at 1e-25) and
+    # overflow near 1e19; a power-of-two scale is exact, so the distances are the unit
+    # scale's to the last bit, scaled.
+    X = np.random.default_rng(6).standard_normal((200, 5)).astype(dtype)
+    distances, indices = kth_neighbor_distance(X, 3, return_indices=True)
+    scaled, scaled_indices = kth_neighbor_distance(np.ldexp(X, exponent), 3, return_indices=True)
+    assert scaled.dtype == dtype
+    np.testing.assert_array_equal(scaled_indices, indices)
+    np.testing.assert_array_equal(scaled, np.ldexp(distances, exponent))
+
+
+def test_kth_neighbor_distance_beyond_the_dtype_is_a_clear_error():
+    X = np.array([[0.0], [3e38], [-3e38]], dtype=np.float32)
+    with pytest.raises(ValueError, match="too large for distances in float32.*use float64"):
+        kth_neighbor_distance(X, 2)
+    np.testing.assert_allclose(kth_neighbor_distance(X.astype(np.float64), 2), [3e38, 6e38, 6e38],
+                               rtol=1e-7)

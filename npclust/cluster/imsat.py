@@ -9,7 +9,7 @@ from ..functional import log_softmax, log_softmax_backward, softmax
 from ..losses import kl_div, mutual_information
 from ..neighbors import kth_neighbor_distance
 from ..optim import Adam
-from ..validation import check_integer, check_layer_widths, check_positive
+from ..validation import check_integer, check_layer_widths, check_positive, largest_magnitude
 from .base import ClusteringEstimator, evaluate, in_chunks, linear_stack_shapes
 from .training import Stage, batch_boundaries, fit_restarts, report
 
@@ -150,6 +150,14 @@ class IMSAT(ClusteringEstimator):
 
     # ---------------------------------------------------------------- training
     def _fit(self, X, y, rng):
+        largest = largest_magnitude(X)
+        if largest * largest * X.shape[1] * self.batch_size > np.finfo(X.dtype).max:
+            # Batch normalisation sums squares over a batch: they would overflow, its
+            # variance would be inf and every sample would look the same to the network.
+            raise ValueError(
+                f"X has values up to {largest:.3g}: their squares summed over a batch overflow "
+                f"{X.dtype.name}, in which the network computes; standardise the data"
+                + (" or set dtype='float64'" if X.dtype == np.float32 else ""))
         fit_restarts(self, X, y, rng)
 
     def _build_model(self, n_features, rng):

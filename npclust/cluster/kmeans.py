@@ -2,7 +2,8 @@
 
 import numpy as np
 
-from ..lloyd import kmeans, power_of_two_scale, squared_distances
+from ..lloyd import kmeans, squared_distances
+from ..scaling import SQUARED_DISTANCE_RANGE, power_of_two_scale
 from ..validation import check_integer, check_positive
 from .base import ClusteringEstimator, in_chunks
 from .training import Progress, Stage
@@ -76,7 +77,8 @@ class KMeans(ClusteringEstimator):
         """Squared distances to the centres, of the chunk and centres scaled by a power of
         two where their dtype would overflow or underflow (see :func:`kmeans`); and the scale."""
         centers = self.cluster_centers_.astype(X_chunk.dtype, copy=False)
-        scale = power_of_two_scale(X_chunk, centers)
+        scale = power_of_two_scale(X_chunk, centers,
+                                   safe_range=SQUARED_DISTANCE_RANGE.get(X_chunk.dtype))
         if scale != 1.0:
             X_chunk, centers = X_chunk * X_chunk.dtype.type(scale), centers * centers.dtype.type(scale)
         return squared_distances(X_chunk, centers, np.einsum("ij,ij->i", X_chunk, X_chunk)), scale
