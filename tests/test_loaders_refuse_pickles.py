@@ -75,3 +75,14 @@ def test_data_reader_refuses_pickled_data(tmp_path, trap, suffix):
         np.savez(path, X=trap)
     with pytest.raises(DataFileError, match="pickled|Python objects"):
         read_matrix(path)
+
+
+@pytest.mark.parametrize("value", [np.array([1, "a"], dtype=object), [None], {"a": 1}])
+def test_archive_writer_refuses_what_would_be_pickled(tmp_path, value):
+    # np.savez pickles object arrays, which read_archive refuses: such a file could not be
+    # read back, so it is not written, and an existing file is left as it was.
+    path = tmp_path / "model.npz"
+    path.write_bytes(b"earlier")
+    with pytest.raises(TypeError, match="array 'weights' has dtype object"):
+        write_archive(path, "model", {}, {"bias": np.zeros(2), "weights": value})
+    assert path.read_bytes() == b"earlier" and sorted(tmp_path.iterdir()) == [path]

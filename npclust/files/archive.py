@@ -108,12 +108,24 @@ def write_archive(path, kind, header, arrays, what=None):
         Numeric arrays (or numbers), stored under their names.
     what : str or None, default=None
         What the path is for, in error messages; ``"<kind> file"`` by default.
+
+    Raises
+    ------
+    TypeError
+        If an array has dtype object (NumPy would pickle it, and archives are read
+        without pickles); nothing is written.
     """
     if kind not in KINDS:
         raise ValueError(f"kind must be one of {KINDS}, got {kind!r}")
     contents = {HEADER_MEMBER: np.array(json.dumps(
         {"kind": kind, "format_version": FORMAT_VERSION, **header}))}
-    contents.update({name: np.asarray(value) for name, value in arrays.items()})
+    for name, value in arrays.items():
+        contents[name] = np.asarray(value)
+        if contents[name].dtype.hasobject:
+            # np.savez would pickle it, and read_archive refuses pickles: the file could
+            # not be read back.
+            raise TypeError(f"array {name!r} has dtype object; an archive holds numeric "
+                            "arrays only")
     atomic_write(path, lambda file: np.savez(file, **contents),
                  what=what or f"{kind.replace('-', ' ')} file")
 
