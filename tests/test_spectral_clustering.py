@@ -309,3 +309,21 @@ def test_a_fixed_seed_gives_the_same_embedding_bit_for_bit():
     first = SpectralClustering(n_clusters=3, random_state=0).fit(X)
     second = SpectralClustering(n_clusters=3, random_state=0).fit(X)
     np.testing.assert_array_equal(first.embedding_, second.embedding_)
+
+
+def test_identical_samples_split_between_clusters_are_a_warning(blobs):
+    import warnings
+
+    from npclust.cluster import DegenerateResultWarning
+
+    X = np.repeat(np.random.default_rng(0).standard_normal((3, 2)), 20, axis=0)
+    with pytest.warns(DegenerateResultWarning,
+                      match="identical samples in different clusters: X has 3 distinct samples "
+                            "for n_clusters=5; use fewer clusters"):
+        model = SpectralClustering(n_clusters=5, random_state=0).fit(X)
+    assert np.unique(model.labels_).size == 5
+    # Distinct samples, or copies kept together, give no warning.
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", DegenerateResultWarning)
+        SpectralClustering(n_clusters=3, random_state=0).fit(blobs[0])
+        SpectralClustering(n_clusters=3, random_state=0).fit(X)

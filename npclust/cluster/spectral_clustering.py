@@ -6,16 +6,38 @@ the training samples and their labels, and gives a new sample the cluster most o
 nearest training samples are in, the way a k-nearest-neighbour classifier would.
 """
 
+import warnings
+
 import numpy as np
 
 from ..lloyd import kmeans
 from ..neighbors import nearest_neighbors
 from ..spectral import knn_affinity, normalized_cut, spectral_embedding
 from ..validation import check_integer, check_option
-from .base import ClusteringEstimator, in_chunks
+from .base import ClusteringEstimator, DegenerateResultWarning, in_chunks
 from .training import Progress, Stage
 
 __all__ = ["SpectralClustering"]
+
+
+def _warn_if_duplicates_split(X, labels, n_clusters):
+    """Warn when identical samples were put in different clusters.
+
+    A network or k-means gives identical inputs identical labels; the graph does not:
+    each copy is a vertex of its own, and with fewer distinct samples than clusters the
+    embedding must split some group of copies.
+    """
+    # Rows compared as raw bytes, sorted once: O(n log n) against the graph's O(n^2 d).
+    rows = np.ascontiguousarray(X).view(np.dtype((np.void, X.shape[1] * X.itemsize))).ravel()
+    _, groups = np.unique(rows, return_inverse=True)
+    n_distinct = int(groups.max()) + 1
+    n_pairs = np.unique(groups.ravel() * n_clusters + labels).size
+    if n_pairs > n_distinct:
+        warnings.warn(
+            f"SpectralClustering put identical samples in different clusters: X has "
+            f"{n_distinct} distinct samples for n_clusters={n_clusters}"
+            + ("; use fewer clusters" if n_distinct < n_clusters else ""),
+            DegenerateResultWarning, stacklevel=4)
 
 
 class SpectralClustering(ClusteringEstimator):
@@ -148,6 +170,7 @@ class SpectralClustering(ClusteringEstimator):
                                                   random_state=rng)
         self.embedding_ = embedding.astype(X.dtype)
         self.objective_ = normalized_cut(affinity, self.labels_)
+        _warn_if_duplicates_split(X, self.labels_, self.n_clusters)
         progress = Progress(self.verbose, y, total_steps=1)
         stage = Stage("spectral", 1, self._fit, unit="run")
         self.history_ = [progress.record("spectral", stage, 1,
